@@ -1,0 +1,45 @@
+// prunq._C: the CPU kernels. Tensors arrive as data pointers plus sizes from prunq/_native.py,
+// which has already checked dtype, device and contiguity.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "common/checks.h"
+#include "common/cpu_features.h"
+#include "cpu/layernorm.h"
+
+namespace py = pybind11;
+using namespace prunq;
+
+namespace {
+
+void add_norm(uintptr_t x, uintptr_t residual, uintptr_t weight, uintptr_t bias, uintptr_t out,
+              uintptr_t sum, int64_t rows, int64_t hidden, double eps, int dtype,
+              int param_dtype, bool rms, int num_threads) {
+  check(rows >= 0 && hidden >= 0, "add_norm: negative size");
+  check(rows == 0 || hidden > 0, "add_norm: hidden size must be positive");
+  cpu::AddNormArgs args{as_ptr<const void>(x), as_ptr<const void>(residual),
+                        as_ptr<const void>(weight), as_ptr<const void>(bias),
+                        as_ptr<void>(out), as_ptr<void>(sum), rows, hidden, float(eps),
+                        dtype_from_code(dtype, "dtype"), dtype_from_code(param_dtype, "param_dtype"),
+                        rms, num_threads};
+  check(args.param_dtype == DType::f32 || args.param_dtype == args.dtype,
+        "add_norm: param_dtype must be float32 or the input dtype");
+  if (rows == 0) return;
+  py::gil_scoped_release release;
+  cpu::add_norm(args);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "prunq CPU kernels";
+  m.def("add_norm", &add_norm, "sum = x + residual; out = LayerNorm or RMSNorm of sum",
+        py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+        py::arg("sum"), py::arg("rows"), py::arg("hidden"), py::arg("eps"), py::arg("dtype"),
+        py::arg("param_dtype"), py::arg("rms"), py::arg("num_threads"));
+  m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
+  m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); },
+        "Select the CPU path: portable, avx2 or avx512 (at most what the CPU supports)");
+}

@@ -1,0 +1,20 @@
+// Which instruction-set path the CPU kernels take, chosen once from what the CPU supports and
+// lowered on request (tests run every path on one machine; PRUNQ_CPU_ISA caps it for users).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace prunq {
+
+enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2 };
+
+// Feature names the CPU reports that the kernels can use (e.g. "avx2", "avx512_vnni").
+std::vector<std::string> cpu_features();
+Isa best_isa();
+Isa active_isa();
+// Selects `isa`; throws std::invalid_argument when the CPU lacks it.
+void set_active_isa(Isa isa);
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);
+
+}  // namespace prunq

@@ -1,0 +1,60 @@
+"""The native modules, and the one door every tensor goes through on its way into them.
+
+prunq._C (CPU) and prunq._cuda (CUDA) do not link libtorch: they take data pointers and sizes.
+A pointer is only meaningful for a contiguous tensor of the expected dtype on the expected
+device, so every tensor handed to a native kernel passes through `native_tensor` first.
+Importing prunq never fails because a module is missing; `load_error` says why it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+
+_load_errors: dict[str, str] = {}
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"prunq.{name}")
+    except ImportError as error:
+        _load_errors[name] = str(error)
+        return None
+
+
+C = _load("_C")
+CUDA = _load("_cuda")
+
+if C is not None and os.environ.get("PRUNQ_CPU_ISA"):
+    # Lets a user cap the CPU path (portable, avx2, avx512), e.g. to compare them.
+    C.set_active_isa(os.environ["PRUNQ_CPU_ISA"])
+
+# Codes shared with csrc/common/dtypes.h.
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+
+def load_error(name: str) -> str | None:
+    """Why prunq.<name> did not load, or None if it did."""
+    return _load_errors.get(name)
+
+
+def native_tensor(t: torch.Tensor, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`t` as a tensor a native kernel may read through its data pointer: checked for dtype and
+    device, made contiguous (a copy) when it is not, so a strided or offset view is never read
+    as if it were dense."""
+    if t.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {t.dtype}")
+    if t.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device}, got {t.device}")
+    return t.contiguous()
+
+
+def address(t: torch.Tensor | None) -> int:
+    """Data pointer for a native call; 0 stands for an absent optional tensor."""
+    return 0 if t is None else t.data_ptr()
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    return DTYPE_CODES[dtype]

@@ -1,0 +1,200 @@
+"""Fused residual add + LayerNorm / RMSNorm.
+
+    sum = x + residual                                        (rounded to x.dtype)
+    out = (sum - mean(sum)) / sqrt(var(sum) + eps) * weight + bias      LayerNorm
+    out = sum / sqrt(mean(sum ** 2) + eps) * weight                     RMSNorm
+
+over the last dimension, statistics in fp32; out and sum have x's shape and dtype. One pass over
+x and residual replaces eager's add, then norm (each a full read and write of the activations).
+x and residual: float32, bfloat16 or float16, same shape; weight and bias: [hidden], in x's
+dtype or float32, or None.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _native
+from .._backend import forced_backend
+from ._library import lib
+
+lib.define(
+    "add_layer_norm(Tensor x, Tensor residual, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor)"
+)
+lib.define("add_rms_norm(Tensor x, Tensor residual, Tensor? weight, float eps) -> (Tensor, Tensor)")
+
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check(x, residual, weight, bias) -> None:
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
+    if residual.dtype != x.dtype:
+        raise TypeError(f"residual: expected the dtype of x ({x.dtype}), got {residual.dtype}")
+    if residual.shape != x.shape:
+        raise ValueError(f"residual: expected the shape of x {tuple(x.shape)}, got {tuple(residual.shape)}")
+    if residual.device != x.device:
+        raise ValueError(f"residual: expected a tensor on {x.device} like x, got {residual.device}")
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x: expected a non-empty last dimension to normalize, got shape {tuple(x.shape)}")
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is None:
+            continue
+        if param.dtype not in (x.dtype, torch.float32):
+            raise TypeError(f"{name}: expected {x.dtype} or float32, got {param.dtype}")
+        if param.shape != x.shape[-1:]:
+            raise ValueError(f"{name}: expected shape ({x.shape[-1]},), got {tuple(param.shape)}")
+        if param.device != x.device:
+            raise ValueError(f"{name}: expected a tensor on {x.device} like x, got {param.device}")
+
+
+@torch.library.register_fake("prunq::add_layer_norm")
+def _(x, residual, weight, bias, eps):
+    _check(x, residual, weight, bias)
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+@torch.library.register_fake("prunq::add_rms_norm")
+def _(x, residual, weight, eps):
+    _check(x, residual, weight, None)
+    return torch.empty_like(x), torch.empty_like(x)
+
+
+# --- reference: the specification ------------------------------------------------------------
+
+
+def add_layer_norm_ref(x, residual, weight=None, bias=None, eps=1e-5):
+    total = x + residual
+    out = F.layer_norm(total.float(), total.shape[-1:], _float(weight), _float(bias), eps)
+    return out.to(x.dtype), total
+
+
+def add_rms_norm_ref(x, residual, weight=None, eps=1e-6):
+    total = x + residual
+    s = total.float()
+    out = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps)
+    if weight is not None:
+        out = out * weight.float()
+    return out.to(x.dtype), total
+
+
+def _float(t):
+    return None if t is None else t.float()
+
+
+# --- device kernels ----------------------------------------------------------------------------
+
+
+def _params(x, weight, bias):
+    """weight and bias in one dtype for the kernels: x's, or float32 if either is float32."""
+    present = [p for p in (weight, bias) if p is not None]
+    dtype = torch.float32 if any(p.dtype == torch.float32 for p in present) else x.dtype
+    weight, bias = (None if p is None else _native.native_tensor(p.to(dtype), n, dtype, x.device)
+                    for n, p in (("weight", weight), ("bias", bias)))
+    return weight, bias, dtype
+
+
+def _native_add_norm(module, x, residual, weight, bias, eps, rms, launch_arg):
+    """launch_arg: the thread count for prunq._C, the stream handle for prunq._cuda."""
+    hidden = x.shape[-1]
+    x_c = _native.native_tensor(x, "x", x.dtype, x.device)
+    r_c = _native.native_tensor(residual, "residual", x.dtype, x.device)
+    weight, bias, param_dtype = _params(x, weight, bias)
+    out = torch.empty_like(x_c)
+    total = torch.empty_like(x_c)
+    module.add_norm(
+        x_c.data_ptr(), r_c.data_ptr(), _native.address(weight), _native.address(bias),
+        out.data_ptr(), total.data_ptr(), x_c.numel() // hidden, hidden, eps,
+        _native.dtype_code(x.dtype), _native.dtype_code(param_dtype), rms, launch_arg,
+    )
+    return out, total
+
+
+def _cpu_native(x, residual, weight, bias, eps, rms):
+    if _native.C is None:
+        raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
+    return _native_add_norm(_native.C, x, residual, weight, bias, eps, rms, torch.get_num_threads())
+
+
+def _cuda_native(x, residual, weight, bias, eps, rms):
+    if _native.CUDA is None:
+        raise RuntimeError(f"prunq._cuda is not available: {_native.load_error('_cuda')}")
+    with torch.cuda.device(x.device):
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        return _native_add_norm(_native.CUDA, x, residual, weight, bias, eps, rms, stream)
+
+
+def _triton(x, residual, weight, bias, eps, rms):
+    from ..triton_kernels.layernorm import add_norm
+
+    hidden = x.shape[-1]
+    weight, bias, _ = _params(x, weight, bias)
+    out, total = add_norm(x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous(),
+                          weight, bias, eps, rms)
+    return out.view(x.shape), total.view(x.shape)
+
+
+def _reference(x, residual, weight, bias, eps, rms):
+    if rms:
+        return add_rms_norm_ref(x, residual, weight, eps)
+    return add_layer_norm_ref(x, residual, weight, bias, eps)
+
+
+_PATHS = {"reference": _reference, "triton": _triton}
+
+
+def _run_cpu(x, residual, weight, bias, eps, rms):
+    _check(x, residual, weight, bias)
+    backend = forced_backend()
+    if backend == "cuda":
+        raise RuntimeError("PRUNQ_BACKEND=cuda: x is a CPU tensor")
+    if backend in _PATHS:
+        return _PATHS[backend](x, residual, weight, bias, eps, rms)
+    if _native.C is None and backend is None:
+        return _reference(x, residual, weight, bias, eps, rms)
+    return _cpu_native(x, residual, weight, bias, eps, rms)
+
+
+def _run_cuda(x, residual, weight, bias, eps, rms):
+    _check(x, residual, weight, bias)
+    backend = forced_backend()
+    if backend in _PATHS:
+        return _PATHS[backend](x, residual, weight, bias, eps, rms)
+    if backend in ("native", "cuda") or _native.CUDA is not None:
+        return _cuda_native(x, residual, weight, bias, eps, rms)
+    return _triton(x, residual, weight, bias, eps, rms)
+
+
+def _run_other(x, residual, weight, bias, eps, rms):
+    _check(x, residual, weight, bias)
+    return _reference(x, residual, weight, bias, eps, rms)
+
+
+for _device, _run in (("CPU", _run_cpu), ("CUDA", _run_cuda), ("CompositeExplicitAutograd", _run_other)):
+    lib.impl("add_layer_norm", lambda x, r, w, b, eps, _run=_run: _run(x, r, w, b, eps, False), _device)
+    lib.impl("add_rms_norm", lambda x, r, w, eps, _run=_run: _run(x, r, w, None, eps, True), _device)
+
+
+# --- public functions ---------------------------------------------------------------------------
+
+
+def add_layer_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum = x + residual; out = LayerNorm(sum) over the last dimension. Returns (out, sum)."""
+    return torch.ops.prunq.add_layer_norm(x, residual, weight, bias, eps)
+
+
+def add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum = x + residual; out = RMSNorm(sum) over the last dimension. Returns (out, sum)."""
+    return torch.ops.prunq.add_rms_norm(x, residual, weight, eps)

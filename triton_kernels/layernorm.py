@@ -1,0 +1,71 @@
+"""Fused residual add + LayerNorm / RMSNorm in Triton: one program per row, the whole row in
+registers, fp32 statistics (two-pass variance). Same math as prunq.ops.layernorm."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# One program holds a row in registers; longer rows go to the CUDA kernel.
+MAX_HIDDEN = 65536
+
+
+@triton.jit
+def _add_norm_kernel(
+    X, R, W, B, OUT, SUM,
+    hidden, eps,
+    HAS_W: tl.constexpr, HAS_B: tl.constexpr, RMS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < hidden
+    offsets = row * hidden + cols
+    x = tl.load(X + offsets, mask=mask, other=0.0).to(tl.float32)
+    r = tl.load(R + offsets, mask=mask, other=0.0).to(tl.float32)
+    # The stored (rounded) sum is what gets normalized, as in the unfused x + residual.
+    s = (x + r).to(SUM.dtype.element_ty)
+    tl.store(SUM + offsets, s, mask=mask)
+    s = s.to(tl.float32)
+    if RMS:
+        mean = 0.0
+        var = tl.sum(s * s, axis=0) / hidden
+    else:
+        mean = tl.sum(s, axis=0) / hidden
+        d = tl.where(mask, s - mean, 0.0)
+        var = tl.sum(d * d, axis=0) / hidden
+    y = (s - mean) * tl.rsqrt(var + eps)
+    if HAS_W:
+        y = y * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_B:
+        y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(OUT + offsets, y.to(OUT.dtype.element_ty), mask=mask)
+
+
+def add_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    rms: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and residual: contiguous [rows, hidden]; weight and bias: contiguous [hidden] or None."""
+    rows, hidden = x.shape
+    if hidden > MAX_HIDDEN:
+        raise ValueError(f"x: the Triton kernel handles hidden sizes up to {MAX_HIDDEN}, got {hidden}")
+    out = torch.empty_like(x)
+    total = torch.empty_like(x)
+    if rows == 0:
+        return out, total
+    block = triton.next_power_of_2(hidden)
+    num_warps = min(max(block * x.element_size() // 2048, 1), 16)
+    _add_norm_kernel[(rows,)](
+        x, residual,
+        weight if weight is not None else x,  # never read: HAS_W is False
+        bias if bias is not None else x,
+        out, total, hidden, eps,
+        HAS_W=weight is not None, HAS_B=bias is not None, RMS=rms, BLOCK=block,
+        num_warps=num_warps,
+    )
+    return out, total
