@@ -12,6 +12,20 @@ MAX_HIDDEN = 65536
 
 
 @triton.jit
+def _to_storage(x, dtype: tl.constexpr):
+    """fp32 -> dtype, rounding to nearest even. bf16 is rounded with integer arithmetic because
+    Triton's interpreter does not round fp32 -> bf16 to nearest even (the GPU does); this way
+    both give PyTorch's result."""
+    if dtype == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = tl.where(x != x, 0x7FC0, rounded)
+        return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(dtype)
+
+
+@triton.jit
 def _add_norm_kernel(
     X, R, W, B, OUT, SUM,
     hidden, eps,
@@ -24,7 +38,7 @@ def _add_norm_kernel(
     x = tl.load(X + offsets, mask=mask, other=0.0).to(tl.float32)
     r = tl.load(R + offsets, mask=mask, other=0.0).to(tl.float32)
     # The stored (rounded) sum is what gets normalized, as in the unfused x + residual.
-    s = (x + r).to(SUM.dtype.element_ty)
+    s = _to_storage(x + r, SUM.dtype.element_ty)
     tl.store(SUM + offsets, s, mask=mask)
     s = s.to(tl.float32)
     if RMS:
@@ -39,7 +53,7 @@ def _add_norm_kernel(
         y = y * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_B:
         y = y + tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(OUT + offsets, y.to(OUT.dtype.element_ty), mask=mask)
+    tl.store(OUT + offsets, _to_storage(y, OUT.dtype.element_ty), mask=mask)
 
 
 def add_norm(

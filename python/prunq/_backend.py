@@ -4,23 +4,42 @@
   native     prunq._C on CPU tensors, prunq._cuda on CUDA tensors
   triton     the Triton kernel (on CPU tensors only with TRITON_INTERPRET=1)
   cuda       prunq._cuda
-Unset, each op picks the fastest path it has for the device and shape.
+Unset, each op picks the fastest path it has for the device and shape. The variable is read
+once, at import (reading the environment on every call costs a microsecond at decode sizes);
+`use_backend` changes the choice at run time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 BACKENDS = ("reference", "native", "triton", "cuda")
 
 
-def forced_backend() -> str | None:
-    value = os.environ.get("PRUNQ_BACKEND", "")
-    if not value:
-        return None
-    if value not in BACKENDS:
+def _validated(value: str | None) -> str | None:
+    if value and value not in BACKENDS:
         raise ValueError(f"PRUNQ_BACKEND={value!r}: expected one of {', '.join(BACKENDS)}")
-    return value
+    return value or None
+
+
+_forced = _validated(os.environ.get("PRUNQ_BACKEND"))
+
+
+def forced_backend() -> str | None:
+    """The path every op must take, or None to let each op choose."""
+    return _forced
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None):
+    """Force `name` (one of BACKENDS, or None for automatic) inside the block."""
+    global _forced
+    previous, _forced = _forced, _validated(name)
+    try:
+        yield
+    finally:
+        _forced = previous
 
 
 def triton_usable() -> tuple[bool, str]:

@@ -88,10 +88,11 @@ def _float(t):
 
 def _params(x, weight, bias):
     """weight and bias in one dtype for the kernels: x's, or float32 if either is float32."""
-    present = [p for p in (weight, bias) if p is not None]
-    dtype = torch.float32 if any(p.dtype == torch.float32 for p in present) else x.dtype
-    weight, bias = (None if p is None else _native.native_tensor(p.to(dtype), n, dtype, x.device)
-                    for n, p in (("weight", weight), ("bias", bias)))
+    dtype = x.dtype
+    if (weight is not None and weight.dtype != dtype) or (bias is not None and bias.dtype != dtype):
+        dtype = torch.float32
+    weight = None if weight is None else _native.native_tensor(weight.to(dtype), "weight", dtype, x.device)
+    bias = None if bias is None else _native.native_tensor(bias.to(dtype), "bias", dtype, x.device)
     return weight, bias, dtype
 
 

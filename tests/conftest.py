@@ -1,0 +1,35 @@
+import os
+
+import torch
+
+# Without a GPU, Triton kernels run through Triton's interpreter on CPU tensors. The variable
+# must be set before triton is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from prunq import _native  # noqa: E402
+
+settings.register_profile("default", deadline=None, print_blob=True)
+settings.load_profile("default")
+
+
+def available_isas() -> list[str]:
+    if _native.C is None:
+        return []
+    order = ["portable", "avx2", "avx512"]
+    return order[: order.index(_native.C.best_isa()) + 1]
+
+
+@pytest.fixture(params=available_isas())
+def cpu_isa(request):
+    """Runs the test once per CPU path this machine supports."""
+    previous = _native.C.active_isa()
+    _native.C.set_active_isa(request.param)
+    yield request.param
+    _native.C.set_active_isa(previous)
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

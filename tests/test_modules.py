@@ -1,0 +1,97 @@
+"""Swap-in modules: construction from the modules they replace, state_dict, torch.compile."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunq.nn import AddLayerNorm, AddRMSNorm
+
+
+def test_add_layer_norm_from_norm_matches_unfused():
+    norm = nn.LayerNorm(96, eps=1e-6)
+    nn.init.normal_(norm.weight), nn.init.normal_(norm.bias)
+    fused = AddLayerNorm.from_norm(norm)
+    x, residual = torch.randn(2, 5, 96), torch.randn(2, 5, 96)
+    out, total = fused(x, residual)
+    torch.testing.assert_close(total, x + residual, rtol=0, atol=0)
+    torch.testing.assert_close(out, norm(x + residual), rtol=1e-5, atol=1e-5)
+    assert "96, eps=1e-06" in repr(fused)
+
+
+def test_add_layer_norm_state_dict_is_the_original():
+    norm = nn.LayerNorm(32)
+    nn.init.normal_(norm.weight), nn.init.normal_(norm.bias)
+    fused = AddLayerNorm(32)
+    fused.load_state_dict(norm.state_dict())
+    assert fused.state_dict().keys() == norm.state_dict().keys()
+    for key, value in norm.state_dict().items():
+        assert torch.equal(fused.state_dict()[key], value)
+    nn.LayerNorm(32).load_state_dict(AddLayerNorm.from_norm(norm).state_dict())
+
+
+def test_add_layer_norm_without_affine_or_bias():
+    x, residual = torch.randn(3, 20), torch.randn(3, 20)
+    for norm in (nn.LayerNorm(20, elementwise_affine=False), nn.LayerNorm(20, bias=False)):
+        out, _ = AddLayerNorm.from_norm(norm)(x, residual)
+        torch.testing.assert_close(out, norm(x + residual), rtol=1e-5, atol=1e-5)
+
+
+def test_add_rms_norm_from_torch_rms_norm():
+    for eps in (1e-5, None):
+        norm = nn.RMSNorm(64, eps=eps)
+        nn.init.normal_(norm.weight)
+        fused = AddRMSNorm.from_norm(norm)
+        x, residual = torch.randn(7, 64), torch.randn(7, 64)
+        out, total = fused(x, residual)
+        torch.testing.assert_close(out, norm(x + residual), rtol=1e-5, atol=1e-5)
+        assert fused.state_dict().keys() == norm.state_dict().keys()
+
+
+class LlamaStyleRMSNorm(nn.Module):
+    """The shape of Hugging Face's LlamaRMSNorm: weight and variance_epsilon."""
+
+    def __init__(self, hidden, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(hidden))
+        self.variance_epsilon = eps
+
+    def forward(self, h):
+        variance = h.float().pow(2).mean(-1, keepdim=True)
+        return self.weight * (h.float() * torch.rsqrt(variance + self.variance_epsilon)).to(h.dtype)
+
+
+def test_add_rms_norm_from_llama_style_norm():
+    norm = LlamaStyleRMSNorm(48)
+    fused = AddRMSNorm.from_norm(norm)
+    x, residual = torch.randn(4, 48), torch.randn(4, 48)
+    torch.testing.assert_close(fused(x, residual)[0], norm(x + residual), rtol=1e-5, atol=1e-5)
+
+
+def test_from_norm_rejects_other_modules():
+    with pytest.raises(TypeError, match="^norm:"):
+        AddLayerNorm.from_norm(nn.Linear(4, 4))
+    with pytest.raises(TypeError, match="^norm:"):
+        AddRMSNorm.from_norm(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="^norm:"):
+        AddLayerNorm.from_norm(nn.LayerNorm((4, 4)))
+
+
+@pytest.mark.parametrize("module", [AddLayerNorm(40), AddRMSNorm(40)], ids=["layer_norm", "rms_norm"])
+def test_compiled_module_matches_eager(module):
+    nn.init.normal_(module.weight)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = module
+
+        def forward(self, x, residual):
+            out, total = self.norm(x * 2, residual)
+            return out + 1, total
+
+    block = Block()
+    x, residual = torch.randn(3, 6, 40), torch.randn(3, 6, 40)
+    compiled = torch.compile(block, fullgraph=True)
+    with torch.no_grad():
+        for got, want in zip(compiled(x, residual), block(x, residual)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
