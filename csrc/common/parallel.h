@@ -7,8 +7,7 @@
 namespace prunq {
 
 // Runs fn(begin, end) over [0, n) in at most `num_threads` contiguous chunks of at least
-// `min_chunk` items each; the calling thread takes the first chunk. Calls made while another
-// parallel_for is running (from a second Python thread) run on the caller alone.
+// `min_chunk` items each, on OpenMP threads (see parallel.cpp).
 void parallel_for(int64_t n, int num_threads, int64_t min_chunk,
                   const std::function<void(int64_t, int64_t)>& fn);
 

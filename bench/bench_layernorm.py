@@ -1,0 +1,89 @@
+"""Fused residual add + LayerNorm / RMSNorm against eager PyTorch (x + residual, then the norm).
+
+    python -m bench.bench_layernorm [--device cpu|cuda] [--quick]   comparison table (Markdown)
+    pytest bench/bench_layernorm.py                                  pytest-benchmark cases
+
+Each call moves 4 * tokens * hidden elements (reads x and residual, writes out and sum); GB/s is
+that over the median time, and "% copy" compares it with a plain copy measured in the same run.
+Inputs rotate among enough copies to exceed the last-level cache where one call's data fits in
+it (at most 64 copies), so small shapes are the hot-cache figure, as activations a layer has
+just written would be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import prunq
+from bench.harness import copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds, print_table
+from tests.shapes import NORM_BENCH_HIDDEN, NORM_BENCH_TOKENS
+
+MAX_ROTATE = 64
+
+
+def make_sets(tokens, hidden, dtype, device, count):
+    weight = torch.randn(hidden, dtype=dtype, device=device)
+    bias = torch.randn(hidden, dtype=dtype, device=device)
+    sets = [(torch.randn(tokens, hidden, dtype=dtype, device=device),
+             torch.randn(tokens, hidden, dtype=dtype, device=device)) for _ in range(count)]
+    return sets, weight, bias
+
+
+def candidates(norm, weight, bias, hidden):
+    """(prunq, eager) callables taking (x, residual)."""
+    if norm == "layer_norm":
+        return (lambda x, r: prunq.ops.add_layer_norm(x, r, weight, bias),
+                lambda x, r: F.layer_norm(x + r, (hidden,), weight, bias))
+    return (lambda x, r: prunq.ops.add_rms_norm(x, r, weight),
+            lambda x, r: F.rms_norm(x + r, (hidden,), weight, 1e-6))
+
+
+def compare(device: str, quick: bool) -> str:
+    copy = copy_bandwidth(device)
+    rows = []
+    repeats = 5 if quick else 15
+    for norm, dtype, tokens, hidden in itertools.product(
+            ["layer_norm", "rms_norm"], [torch.float32, torch.bfloat16], NORM_BENCH_TOKENS, NORM_BENCH_HIDDEN):
+        moved = 4 * tokens * hidden * dtype.itemsize
+        rotate = min(MAX_ROTATE, copies_to_exceed_cache(moved, device))
+        sets, weight, bias = make_sets(tokens, hidden, dtype, device, rotate)
+        ours, eager = candidates(norm, weight, bias, hidden)
+        t_ours = median_seconds(lambda i: ours(*sets[i]), device, rotate, repeats)
+        t_eager = median_seconds(lambda i: eager(*sets[i]), device, rotate, repeats)
+        rate = moved / t_ours
+        rows.append([norm, str(dtype).removeprefix("torch."), f"{tokens}x{hidden}",
+                     f"{t_ours * 1e6:.1f}", f"{t_eager * 1e6:.1f}", f"{t_eager / t_ours:.2f}x",
+                     f"{rate / 1e9:.1f}", f"{100 * rate / copy:.0f}%"])
+    print(f"device: {machine_description(device)}; plain copy {copy / 1e9:.1f} GB/s")
+    return print_table(["op", "dtype", "tokens x hidden", "prunq us", "eager us", "speed-up",
+                        "prunq GB/s", "% copy"], rows)
+
+
+# --- pytest-benchmark cases ---------------------------------------------------------------------
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.parametrize("impl", ["prunq", "eager"])
+@pytest.mark.parametrize("norm", ["layer_norm", "rms_norm"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("tokens,hidden", [(1, 768), (128, 768), (4096, 768), (4096, 4096)])
+def test_add_norm(benchmark, impl, norm, dtype, tokens, hidden):
+    (sets, weight, bias) = make_sets(tokens, hidden, dtype, DEVICE, 1)
+    ours, eager = candidates(norm, weight, bias, hidden)
+    fn = ours if impl == "prunq" else eager
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    benchmark(lambda: (fn(*sets[0]), sync()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=DEVICE, choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    compare(args.device, args.quick)

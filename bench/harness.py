@@ -1,0 +1,67 @@
+"""Timing and reporting shared by the benchmarks.
+
+CPU timings: wall clock around each call, median of several runs. CUDA timings: CUDA events
+(triton.testing.do_bench), since a wall clock does not wait for the GPU. Inputs can be rotated
+among several copies so that one call's data is not already in the last-level cache; each table
+says which figure it reports.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+
+LAST_LEVEL_CACHE_BYTES = {"cpu": 32 << 20, "cuda": 50 << 20}
+
+
+def copies_to_exceed_cache(bytes_per_call: int, device: str) -> int:
+    """How many input sets to rotate among so that their total is twice the last-level cache."""
+    return max(1, -(-2 * LAST_LEVEL_CACHE_BYTES[device] // max(1, bytes_per_call)))
+
+
+def median_seconds(fn: Callable[[int], object], device: str, rotate: int = 1, repeats: int = 15) -> float:
+    """Median time of fn(i), i cycling over range(rotate). CPU: each sample times one pass over
+    all rotations, divided by their number."""
+    if device == "cuda":
+        import triton.testing
+
+        counter = iter(range(1 << 62))
+        return triton.testing.do_bench(lambda: fn(next(counter) % rotate), return_mode="median") / 1e3
+    for i in range(rotate):  # warm-up
+        fn(i)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(rotate):
+            fn(i)
+        samples.append((time.perf_counter() - start) / rotate)
+    return statistics.median(samples)
+
+
+def copy_bandwidth(device: str, nbytes: int = 256 << 20) -> float:
+    """Bytes per second that a plain copy moves (read + write), measured now on `device`."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    seconds = median_seconds(lambda _: dst.copy_(src), device, repeats=10)
+    return 2 * nbytes / seconds
+
+
+def machine_description(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Prints and returns a Markdown table."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |"
+             for line in [header, *rows]]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    text = "\n".join(lines)
+    print(text)
+    return text
