@@ -28,25 +28,26 @@ _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _check(x, residual, weight, bias) -> None:
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
-    if residual.dtype != x.dtype:
-        raise TypeError(f"residual: expected the dtype of x ({x.dtype}), got {residual.dtype}")
-    if residual.shape != x.shape:
-        raise ValueError(f"residual: expected the shape of x {tuple(x.shape)}, got {tuple(residual.shape)}")
-    if residual.device != x.device:
-        raise ValueError(f"residual: expected a tensor on {x.device} like x, got {residual.device}")
-    if x.dim() == 0 or x.shape[-1] == 0:
-        raise ValueError(f"x: expected a non-empty last dimension to normalize, got shape {tuple(x.shape)}")
+    dtype, shape, device = x.dtype, x.shape, x.device
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, bfloat16 or float16, got {dtype}")
+    if residual.dtype != dtype:
+        raise TypeError(f"residual: expected the dtype of x ({dtype}), got {residual.dtype}")
+    if residual.shape != shape:
+        raise ValueError(f"residual: expected the shape of x {tuple(shape)}, got {tuple(residual.shape)}")
+    if residual.device != device:
+        raise ValueError(f"residual: expected a tensor on {device} like x, got {residual.device}")
+    if not shape or shape[-1] == 0:
+        raise ValueError(f"x: expected a non-empty last dimension to normalize, got shape {tuple(shape)}")
     for name, param in (("weight", weight), ("bias", bias)):
         if param is None:
             continue
-        if param.dtype not in (x.dtype, torch.float32):
-            raise TypeError(f"{name}: expected {x.dtype} or float32, got {param.dtype}")
-        if param.shape != x.shape[-1:]:
-            raise ValueError(f"{name}: expected shape ({x.shape[-1]},), got {tuple(param.shape)}")
-        if param.device != x.device:
-            raise ValueError(f"{name}: expected a tensor on {x.device} like x, got {param.device}")
+        if param.dtype != dtype and param.dtype != torch.float32:
+            raise TypeError(f"{name}: expected {dtype} or float32, got {param.dtype}")
+        if param.dim() != 1 or param.shape[0] != shape[-1]:
+            raise ValueError(f"{name}: expected shape ({shape[-1]},), got {tuple(param.shape)}")
+        if param.device != device:
+            raise ValueError(f"{name}: expected a tensor on {device} like x, got {param.device}")
 
 
 @torch.library.register_fake("prunq::add_layer_norm")
@@ -91,8 +92,8 @@ def _params(x, weight, bias):
     dtype = x.dtype
     if (weight is not None and weight.dtype != dtype) or (bias is not None and bias.dtype != dtype):
         dtype = torch.float32
-    weight = None if weight is None else _native.native_tensor(weight.to(dtype), "weight", dtype, x.device)
-    bias = None if bias is None else _native.native_tensor(bias.to(dtype), "bias", dtype, x.device)
+        weight = None if weight is None else weight.float()
+        bias = None if bias is None else bias.float()
     return weight, bias, dtype
 
 
@@ -102,6 +103,10 @@ def _native_add_norm(module, x, residual, weight, bias, eps, rms, launch_arg):
     x_c = _native.native_tensor(x, "x", x.dtype, x.device)
     r_c = _native.native_tensor(residual, "residual", x.dtype, x.device)
     weight, bias, param_dtype = _params(x, weight, bias)
+    if weight is not None:
+        weight = _native.native_tensor(weight, "weight", param_dtype, x.device)
+    if bias is not None:
+        bias = _native.native_tensor(bias, "bias", param_dtype, x.device)
     out = torch.empty_like(x_c)
     total = torch.empty_like(x_c)
     module.add_norm(
@@ -132,7 +137,8 @@ def _triton(x, residual, weight, bias, eps, rms):
     hidden = x.shape[-1]
     weight, bias, _ = _params(x, weight, bias)
     out, total = add_norm(x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous(),
-                          weight, bias, eps, rms)
+                          None if weight is None else weight.contiguous(),
+                          None if bias is None else bias.contiguous(), eps, rms)
     return out.view(x.shape), total.view(x.shape)
 
 
