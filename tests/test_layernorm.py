@@ -199,3 +199,18 @@ def test_native_tensor_copies_strided_views():
     assert dense.is_contiguous() and torch.equal(dense, x)
     with pytest.raises(TypeError, match="^x:"):
         _native.native_tensor(x, "x", torch.float16, x.device)
+
+
+def test_forcing_a_path_the_device_lacks_is_an_error():
+    x, residual, weight, bias = make_inputs((2,), 8, torch.float32)
+    with use_backend("cuda"), pytest.raises(RuntimeError, match="CPU tensor"):
+        prunq.ops.add_layer_norm(x, residual, weight, bias)
+    with pytest.raises(ValueError, match="PRUNQ_BACKEND"):
+        with use_backend("fastest"):
+            pass
+
+
+@pytest.mark.skipif(_native.C is None, reason="prunq._C not built")
+def test_cpu_path_selection_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown CPU path"):
+        _native.C.set_active_isa("sse4")

@@ -12,6 +12,7 @@ once, at import (reading the environment on every call costs a microsecond at de
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 BACKENDS = ("reference", "native", "triton", "cuda")
@@ -42,8 +43,9 @@ def use_backend(name: str | None):
         _forced = previous
 
 
+@functools.cache
 def triton_usable() -> tuple[bool, str]:
-    """Whether Triton kernels can run here, and if not, why."""
+    """Whether Triton kernels can run here, and if not, why (decided once per process)."""
     try:
         import triton  # noqa: F401
     except ImportError as error:

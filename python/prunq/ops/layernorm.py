@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _native
-from .._backend import forced_backend
+from .._backend import forced_backend, triton_usable
 from ._library import lib
 
 lib.define(
@@ -170,7 +170,9 @@ def _run_cuda(x, residual, weight, bias, eps, rms):
         return _PATHS[backend](x, residual, weight, bias, eps, rms)
     if backend in ("native", "cuda") or _native.CUDA is not None:
         return _cuda_native(x, residual, weight, bias, eps, rms)
-    return _triton(x, residual, weight, bias, eps, rms)
+    if triton_usable()[0]:
+        return _triton(x, residual, weight, bias, eps, rms)
+    return _reference(x, residual, weight, bias, eps, rms)
 
 
 def _run_other(x, residual, weight, bias, eps, rms):
