@@ -5,6 +5,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_features.h"
+#include "cpu/int8_gemm.h"
 #include "cpu/layernorm.h"
 
 namespace py = pybind11;
@@ -29,6 +30,35 @@ void add_norm(uintptr_t x, uintptr_t residual, uintptr_t weight, uintptr_t bias,
   cpu::add_norm(args);
 }
 
+void quantize_per_token(uintptr_t x, int dtype, uintptr_t q, uintptr_t scale, int64_t rows, int64_t cols,
+                        int num_threads) {
+  check(rows >= 0 && cols >= 0, "quantize_per_token: negative size");
+  cpu::QuantizeArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<int8_t>(q),
+                         as_ptr<float>(scale), rows, cols, num_threads};
+  py::gil_scoped_release release;
+  cpu::quantize_per_token(args);
+}
+
+void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
+               int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads) {
+  check(m >= 0 && n >= 0 && k >= 0, "int8_gemm: negative size");
+  cpu::Int8GemmArgs args{as_ptr<const int8_t>(x), as_ptr<const float>(x_scale), as_ptr<const int8_t>(w),
+                         as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
+                         dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads};
+  py::gil_scoped_release release;
+  cpu::int8_gemm(args);
+}
+
+void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
+                           int64_t m, int64_t n, int64_t k, int num_threads) {
+  check(m >= 0 && n >= 0 && k >= 0, "int8_weight_only_gemm: negative size");
+  cpu::WeightOnlyArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const int8_t>(w),
+                           as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k,
+                           num_threads};
+  py::gil_scoped_release release;
+  cpu::int8_weight_only_gemm(args);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -37,6 +67,15 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"), py::arg("out"),
         py::arg("sum"), py::arg("rows"), py::arg("hidden"), py::arg("eps"), py::arg("dtype"),
         py::arg("param_dtype"), py::arg("rms"), py::arg("num_threads"));
+  m.def("quantize_per_token", &quantize_per_token, "symmetric int8 per row, one fp32 scale per row",
+        py::arg("x"), py::arg("dtype"), py::arg("q"), py::arg("scale"), py::arg("rows"), py::arg("cols"),
+        py::arg("num_threads"));
+  m.def("int8_gemm", &int8_gemm, "y = (x @ w.T) * x_scale * w_scale + bias, int8 inputs, int32 accumulation",
+        py::arg("x"), py::arg("x_scale"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
+        py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
+  m.def("int8_weight_only_gemm", &int8_weight_only_gemm, "y = x @ (w * w_scale).T + bias, int8 weights",
+        py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
+        py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
   m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });

@@ -22,6 +22,18 @@ bool has_avx2() { return false; }
 bool has_avx512() { return false; }
 #endif
 
+}  // namespace
+
+bool has_avx512_vnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+namespace {
+
 std::atomic<int>& active() {
   static std::atomic<int> isa{int(best_isa())};
   return isa;

@@ -11,6 +11,7 @@ enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2 };
 // Feature names the CPU reports that the kernels can use (e.g. "avx2", "avx512_vnni").
 std::vector<std::string> cpu_features();
 Isa best_isa();
+bool has_avx512_vnni();
 Isa active_isa();
 // Selects `isa`; throws std::invalid_argument when the CPU lacks it.
 void set_active_isa(Isa isa);

@@ -42,6 +42,27 @@ struct Vec {
     std::memcpy(p, buf, sizeof(T) * n);
   }
 
+  float hmax() const {  // NaN if any lane is NaN
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) return __builtin_nanf("");
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // Rounds to nearest even and narrows the first n lanes to int8 (saturating).
+  void store_int8(int8_t* p, int n) const {
+    const __m128i lo = _mm256_castsi256_si128(_mm256_cvtps_epi32(v));
+    const __m128i hi = _mm256_extracti128_si256(_mm256_cvtps_epi32(v), 1);
+    const __m128i bytes = _mm_packs_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128());
+    if (n == width) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(p), bytes);
+    } else {
+      int8_t buf[16];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(buf), bytes);
+      std::memcpy(p, buf, n);
+    }
+  }
+
   float sum() const {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -68,5 +89,10 @@ static inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
 static inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
 static inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
 static inline Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+static inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
+// A NaN in either operand gives NaN, so a NaN in a row shows in its maximum.
+static inline Vec max(Vec a, Vec b) {
+  return {_mm256_blendv_ps(_mm256_max_ps(a.v, b.v), a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
+}
 
 }  // namespace prunq::cpu::avx2

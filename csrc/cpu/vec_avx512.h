@@ -34,9 +34,16 @@ struct Vec {
   void store(f16* p, int n) const { _mm256_mask_storeu_epi16(p, mask(n), to_f16()); }
 
   float sum() const { return _mm512_reduce_add_ps(v); }
+  float hmax() const {  // NaN if any lane is NaN
+    return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) ? __builtin_nanf("") : _mm512_reduce_max_ps(v);
+  }
+  // Rounds to nearest even and narrows the first n lanes to int8 (saturating).
+  void store_int8(int8_t* p, int n) const {
+    _mm_mask_storeu_epi8(p, mask(n), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
 
  private:
-  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1); }
+  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1); }  // n <= 16
   template <class T> static __m256i* cast(T* p) { return reinterpret_cast<__m256i*>(p); }
   template <class T> static const __m256i* cast(const T* p) {
     return reinterpret_cast<const __m256i*>(p);
@@ -60,5 +67,10 @@ static inline Vec operator+(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
 static inline Vec operator-(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
 static inline Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
 static inline Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+static inline Vec abs(Vec a) { return {_mm512_abs_ps(a.v)}; }
+// A NaN in either operand gives NaN, so a NaN in a row shows in its maximum.
+static inline Vec max(Vec a, Vec b) {
+  return {_mm512_mask_mov_ps(_mm512_max_ps(a.v, b.v), _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), a.v)};
+}
 
 }  // namespace prunq::cpu::avx512

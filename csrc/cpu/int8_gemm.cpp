@@ -1,0 +1,84 @@
+#include "int8_gemm.h"
+
+#include "../common/cpu_features.h"
+#include "vec_portable.h"
+
+namespace prunq::cpu::portable {
+namespace {
+
+struct Dot {
+  static constexpr bool kBiasedW = false;  // int8() returns the exact dot products
+
+  static void int8(const int8_t* const* x, const int8_t* const* w, int64_t k, int32_t acc[4][4]) {
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        int32_t s = 0;
+        for (int64_t kk = 0; kk < k; ++kk) s += int32_t(x[i][kk]) * int32_t(w[j][kk]);
+        acc[i][j] = s;
+      }
+  }
+
+  template <class T>
+  static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        float s = 0.f;
+        for (int64_t kk = 0; kk < k; ++kk) s += to_float(x[i][kk]) * float(w[j][kk]);
+        acc[i][j] = s;
+      }
+  }
+};
+
+}  // namespace
+}  // namespace prunq::cpu::portable
+
+#define PRUNQ_ISA portable
+#include "int8_gemm_kernel.h"
+
+namespace prunq::cpu {
+
+void quantize_per_token_portable(const QuantizeArgs& a) { portable::quantize_per_token(a); }
+void int8_gemm_portable(const Int8GemmArgs& a) { portable::int8_gemm(a); }
+void int8_weight_only_gemm_portable(const WeightOnlyArgs& a) { portable::int8_weight_only_gemm(a); }
+
+// The AVX-512 translation unit of this family is built with VNNI (vpdpbusd); CPUs with AVX-512
+// but without VNNI take the AVX2 path for the whole family.
+static Isa family_isa() {
+  const Isa isa = active_isa();
+  return isa == Isa::avx512 && !has_avx512_vnni() ? Isa::avx2 : isa;
+}
+
+void quantize_per_token(const QuantizeArgs& a) {
+#if PRUNQ_X86
+  switch (family_isa()) {
+    case Isa::avx512: return quantize_per_token_avx512(a);
+    case Isa::avx2: return quantize_per_token_avx2(a);
+    case Isa::portable: break;
+  }
+#endif
+  quantize_per_token_portable(a);
+}
+
+void int8_gemm(const Int8GemmArgs& a) {
+#if PRUNQ_X86
+  switch (family_isa()) {
+    case Isa::avx512: return int8_gemm_avx512(a);
+    case Isa::avx2: return int8_gemm_avx2(a);
+    case Isa::portable: break;
+  }
+#endif
+  int8_gemm_portable(a);
+}
+
+void int8_weight_only_gemm(const WeightOnlyArgs& a) {
+#if PRUNQ_X86
+  switch (family_isa()) {
+    case Isa::avx512: return int8_weight_only_gemm_avx512(a);
+    case Isa::avx2: return int8_weight_only_gemm_avx2(a);
+    case Isa::portable: break;
+  }
+#endif
+  int8_weight_only_gemm_portable(a);
+}
+
+}  // namespace prunq::cpu

@@ -1,0 +1,60 @@
+// INT8 GEMM with per-token activation scales and per-channel weight scales, the per-token
+// quantization that feeds it, and the weight-only variant (float activations, int8 weights).
+//   quantize:     scale[m] = absmax(x[m]) / 127; q[m, k] = round_even(x[m, k] * (127 / absmax))
+//   int8_gemm:    y[m, n] = float(sum_k x[m, k] * w[n, k]) * x_scale[m] * w_scale[n] + bias[n]
+//   weight-only:  y[m, n] = (sum_k x[m, k] * float(w[n, k])) * w_scale[n] + bias[n]
+// w is [N, K] row-major int8, x is [M, K] row-major; bias may be null.
+#pragma once
+#include <cstdint>
+
+#include "../common/dtypes.h"
+
+namespace prunq::cpu {
+
+struct QuantizeArgs {
+  const void* x;
+  DType dtype;
+  int8_t* q;
+  float* scale;
+  int64_t rows, cols;
+  int num_threads;
+};
+
+struct Int8GemmArgs {
+  const int8_t* x;
+  const float* x_scale;
+  const int8_t* w;
+  const float* w_scale;
+  const float* bias;
+  void* out;
+  DType out_dtype;
+  int64_t m, n, k;
+  int num_threads;
+};
+
+struct WeightOnlyArgs {
+  const void* x;
+  DType dtype;  // of x and out
+  const int8_t* w;
+  const float* w_scale;
+  const float* bias;
+  void* out;
+  int64_t m, n, k;
+  int num_threads;
+};
+
+// Dispatch on the active instruction set (cpu_features.h).
+void quantize_per_token(const QuantizeArgs& args);
+void int8_gemm(const Int8GemmArgs& args);
+void int8_weight_only_gemm(const WeightOnlyArgs& args);
+
+#define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
+  void quantize_per_token_##isa(const QuantizeArgs& args);     \
+  void int8_gemm_##isa(const Int8GemmArgs& args);              \
+  void int8_weight_only_gemm_##isa(const WeightOnlyArgs& args);
+PRUNQ_DECLARE_INT8_GEMM(portable)
+PRUNQ_DECLARE_INT8_GEMM(avx2)
+PRUNQ_DECLARE_INT8_GEMM(avx512)
+#undef PRUNQ_DECLARE_INT8_GEMM
+
+}  // namespace prunq::cpu

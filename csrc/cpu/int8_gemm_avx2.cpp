@@ -1,0 +1,80 @@
+// AVX2 has no 8-bit dot-product instruction that is exact for the whole int8 range
+// (vpmaddubsw saturates), so both operands are widened to 16 bits and multiplied with vpmaddwd.
+#include "vec_avx2.h"
+
+namespace prunq::cpu::avx2 {
+namespace {
+
+// Sums of the 8 lanes of each of a, b, c, d, as 4 lanes.
+inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+inline __m256i widen16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+struct Dot {
+  static constexpr bool kBiasedW = false;
+
+  static void int8(const int8_t* const* x, const int8_t* const* w, int64_t k, int32_t acc[4][4]) {
+    __m256i c[4][4];
+    for (auto& row : c)
+      for (auto& v : row) v = _mm256_setzero_si256();
+    int64_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) {
+      const __m256i w0 = widen16(w[0] + kk), w1 = widen16(w[1] + kk), w2 = widen16(w[2] + kk),
+                    w3 = widen16(w[3] + kk);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i xv = widen16(x[i] + kk);
+        c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(xv, w0));
+        c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(xv, w1));
+        c[i][2] = _mm256_add_epi32(c[i][2], _mm256_madd_epi16(xv, w2));
+        c[i][3] = _mm256_add_epi32(c[i][3], _mm256_madd_epi16(xv, w3));
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(acc[i]), reduce4(c[i][0], c[i][1], c[i][2], c[i][3]));
+      for (int j = 0; j < 4; ++j)
+        for (int64_t t = kk; t < k; ++t) acc[i][j] += int32_t(x[i][t]) * int32_t(w[j][t]);
+    }
+  }
+
+  template <class T>
+  static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
+    __m256 c[4][4];
+    for (auto& row : c)
+      for (auto& v : row) v = _mm256_setzero_ps();
+    int64_t kk = 0;
+    for (; kk + 8 <= k; kk += 8) {
+      __m256 wv[4];
+      for (int j = 0; j < 4; ++j)
+        wv[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[j] + kk))));
+      for (int i = 0; i < 4; ++i) {
+        const __m256 xv = Vec::load(x[i] + kk).v;
+        for (int j = 0; j < 4; ++j) c[i][j] = _mm256_fmadd_ps(xv, wv[j], c[i][j]);
+      }
+    }
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        float s = Vec{c[i][j]}.sum();
+        for (int64_t t = kk; t < k; ++t) s += to_float(x[i][t]) * float(w[j][t]);
+        acc[i][j] = s;
+      }
+  }
+};
+
+}  // namespace
+}  // namespace prunq::cpu::avx2
+
+#define PRUNQ_ISA avx2
+#include "int8_gemm_kernel.h"
+
+namespace prunq::cpu {
+
+void quantize_per_token_avx2(const QuantizeArgs& a) { avx2::quantize_per_token(a); }
+void int8_gemm_avx2(const Int8GemmArgs& a) { avx2::int8_gemm(a); }
+void int8_weight_only_gemm_avx2(const WeightOnlyArgs& a) { avx2::int8_weight_only_gemm(a); }
+
+}  // namespace prunq::cpu

@@ -1,0 +1,246 @@
+"""INT8 GEMM with per-channel weight scales and per-token activation scales.
+
+    quantize_per_token(x) -> (q, scale)
+        scale[m] = max_k |x[m, k]| / 127;  q[m, k] = round(x[m, k] * (127 / max_k |x[m, k]|))
+        (round half to even, in fp32); a row of zeros gives scale 0 and q 0.
+    int8_linear(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None) -> y
+        y[m, n] = (sum_k x_q[m, k] * w_q[n, k]) * x_scale[m] * w_scale[n] + bias[n]
+        exact int32 accumulation, epilogue in fp32, y in out_dtype (default float32).
+    int8_weight_only_linear(x, w_q, w_scale, bias=None) -> y
+        y = x @ (w_q * w_scale[:, None]).T + bias, accumulated in fp32, y in x's dtype.
+
+x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or None. The CPU
+kernels read w_q as it is (dot products along K over tiles of 4 rows of x and 4 rows of w), so
+there is no packed weight format to keep in step with the module's state_dict.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _native
+from .._backend import forced_backend
+from ._library import lib
+
+lib.define("quantize_per_token(Tensor x) -> (Tensor, Tensor)")
+lib.define("int8_linear(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor")
+lib.define("int8_weight_only_linear(Tensor x, Tensor w_q, Tensor w_scale, Tensor? bias) -> Tensor")
+
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_float(name, t):
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32, bfloat16 or float16, got {t.dtype}")
+
+
+def _check_quantize(x):
+    _check_float("x", x)
+    if x.dim() == 0:
+        raise ValueError("x: expected at least one dimension")
+
+
+def _check_weight(x, k_name, w_q, w_scale, bias):
+    """Shared checks of w_q [N, K] int8, w_scale [N] float32 and bias [N] against x's K and device."""
+    if w_q.dtype != torch.int8:
+        raise TypeError(f"w_q: expected int8, got {w_q.dtype}")
+    if w_q.dim() != 2:
+        raise ValueError(f"w_q: expected [N, K], got shape {tuple(w_q.shape)}")
+    n, k = w_q.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"{k_name}: expected last dimension K = {k} (from w_q), got {x.shape[-1]}")
+    if w_scale.dtype != torch.float32:
+        raise TypeError(f"w_scale: expected float32, got {w_scale.dtype}")
+    if w_scale.shape != (n,):
+        raise ValueError(f"w_scale: expected shape ({n},), got {tuple(w_scale.shape)}")
+    if bias is not None:
+        _check_float("bias", bias)
+        if bias.shape != (n,):
+            raise ValueError(f"bias: expected shape ({n},), got {tuple(bias.shape)}")
+    for name, t in (("w_q", w_q), ("w_scale", w_scale), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name}: expected a tensor on {x.device} like {k_name}, got {t.device}")
+
+
+def _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    if x_q.dtype != torch.int8:
+        raise TypeError(f"x_q: expected int8, got {x_q.dtype}")
+    if x_q.dim() == 0:
+        raise ValueError("x_q: expected at least one dimension")
+    if x_scale.dtype != torch.float32:
+        raise TypeError(f"x_scale: expected float32, got {x_scale.dtype}")
+    if x_scale.shape != x_q.shape[:-1]:
+        raise ValueError(f"x_scale: expected shape {tuple(x_q.shape[:-1])} (x_q without K), got {tuple(x_scale.shape)}")
+    if x_scale.device != x_q.device:
+        raise ValueError(f"x_scale: expected a tensor on {x_q.device} like x_q, got {x_scale.device}")
+    if out_dtype is not None and out_dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"out_dtype: expected float32, bfloat16 or float16, got {out_dtype}")
+    _check_weight(x_q, "x_q", w_q, w_scale, bias)
+
+
+def _check_weight_only(x, w_q, w_scale, bias):
+    _check_float("x", x)
+    if x.dim() == 0:
+        raise ValueError("x: expected at least one dimension")
+    _check_weight(x, "x", w_q, w_scale, bias)
+
+
+@torch.library.register_fake("prunq::quantize_per_token")
+def _(x):
+    _check_quantize(x)
+    return torch.empty(x.shape, dtype=torch.int8, device=x.device), torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+
+
+@torch.library.register_fake("prunq::int8_linear")
+def _(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
+
+
+@torch.library.register_fake("prunq::int8_weight_only_linear")
+def _(x, w_q, w_scale, bias):
+    _check_weight_only(x, w_q, w_scale, bias)
+    return x.new_empty((*x.shape[:-1], w_q.shape[0]))
+
+
+# --- reference: the specification ------------------------------------------------------------
+
+
+def quantize_per_token_ref(x):
+    xf = x.float()
+    absmax = xf.abs().amax(dim=-1, keepdim=True)
+    inv = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+    q = torch.round(xf * inv).clamp(-127, 127).to(torch.int8)
+    return q, (absmax / 127.0).squeeze(-1)
+
+
+def int8_linear_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None):
+    # float64 holds every int8 dot product exactly (|sum| < 2^53).
+    acc = x_q.double() @ w_q.double().T
+    y = acc * x_scale.double().unsqueeze(-1) * w_scale.double()
+    if bias is not None:
+        y = y + bias.double()
+    return y.to(out_dtype or torch.float32)
+
+
+def int8_weight_only_linear_ref(x, w_q, w_scale, bias=None):
+    y = x.float() @ (w_q.float() * w_scale[:, None]).T
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
+
+
+# --- device kernels ----------------------------------------------------------------------------
+
+
+def _rows(t):
+    """[..., K] -> contiguous [M, K]."""
+    return t.reshape(-1, t.shape[-1])
+
+
+def _cpu_quantize(x):
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
+    q = torch.empty(x2.shape, dtype=torch.int8)
+    scale = torch.empty(x2.shape[0], dtype=torch.float32)
+    _native.C.quantize_per_token(x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(), scale.data_ptr(),
+                                 x2.shape[0], x2.shape[1], torch.get_num_threads())
+    return q.view(x.shape), scale.view(x.shape[:-1])
+
+
+def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    device = x_q.device
+    x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, device)
+    xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, device)
+    w = _native.native_tensor(w_q, "w_q", torch.int8, device)
+    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
+    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    n, k = w.shape
+    out = torch.empty((x2.shape[0], n), dtype=out_dtype)
+    _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), ws.data_ptr(), _native.address(b),
+                        out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads())
+    return out.view(*x_q.shape[:-1], n)
+
+
+def _cpu_weight_only(x, w_q, w_scale, bias):
+    device = x.device
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
+    w = _native.native_tensor(w_q, "w_q", torch.int8, device)
+    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
+    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    n, k = w.shape
+    out = torch.empty((x2.shape[0], n), dtype=x.dtype)
+    _native.C.int8_weight_only_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), ws.data_ptr(),
+                                    _native.address(b), out.data_ptr(), x2.shape[0], n, k, torch.get_num_threads())
+    return out.view(*x.shape[:-1], n)
+
+
+def _use_cpu_native():
+    backend = forced_backend()
+    if backend in ("cuda", "triton"):
+        raise RuntimeError(f"PRUNQ_BACKEND={backend}: no such kernel for CPU tensors in this op family")
+    if backend == "reference" or (backend is None and _native.C is None):
+        return False
+    if _native.C is None:
+        raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
+    return True
+
+
+def _quantize_cpu(x):
+    _check_quantize(x)
+    return _cpu_quantize(x) if _use_cpu_native() else quantize_per_token_ref(x)
+
+
+def _int8_linear_cpu(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    if not _use_cpu_native():
+        return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32)
+
+
+def _weight_only_cpu(x, w_q, w_scale, bias):
+    _check_weight_only(x, w_q, w_scale, bias)
+    if not _use_cpu_native():
+        return int8_weight_only_linear_ref(x, w_q, w_scale, bias)
+    return _cpu_weight_only(x, w_q, w_scale, bias)
+
+
+def _quantize_other(x):
+    _check_quantize(x)
+    return quantize_per_token_ref(x)
+
+
+def _int8_linear_other(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+
+
+def _weight_only_other(x, w_q, w_scale, bias):
+    _check_weight_only(x, w_q, w_scale, bias)
+    return int8_weight_only_linear_ref(x, w_q, w_scale, bias)
+
+
+for _name, _cpu, _other in (("quantize_per_token", _quantize_cpu, _quantize_other),
+                            ("int8_linear", _int8_linear_cpu, _int8_linear_other),
+                            ("int8_weight_only_linear", _weight_only_cpu, _weight_only_other)):
+    lib.impl(_name, _cpu, "CPU")
+    lib.impl(_name, _other, "CompositeExplicitAutograd")
+
+
+# --- public functions ---------------------------------------------------------------------------
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantization with one fp32 scale per row (last dimension)."""
+    return torch.ops.prunq.quantize_per_token(x)
+
+
+def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(x_q @ w_q.T) * x_scale[:, None] * w_scale[None, :] + bias with int32 accumulation."""
+    return torch.ops.prunq.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+
+
+def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ (w_q * w_scale[:, None]).T + bias, activations in floating point."""
+    return torch.ops.prunq.int8_weight_only_linear(x, w_q, w_scale, bias)
