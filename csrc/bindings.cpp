@@ -39,10 +39,12 @@ void quantize_per_token(uintptr_t x, int dtype, uintptr_t q, uintptr_t scale, in
   cpu::quantize_per_token(args);
 }
 
-void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
-               int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads) {
+void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale, uintptr_t bias,
+               uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_gemm: negative size");
+  check(!w_colsum || cpu::vnni_available(), "int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
   cpu::Int8GemmArgs args{as_ptr<const int8_t>(x), as_ptr<const float>(x_scale), as_ptr<const int8_t>(w),
+                         as_ptr<const int32_t>(w_colsum),
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
                          dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads};
   py::gil_scoped_release release;
@@ -59,6 +61,12 @@ void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scal
   cpu::int8_weight_only_gemm(args);
 }
 
+void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
+  check(n >= 0 && k >= 0, "pack_int8_vnni: negative size");
+  py::gil_scoped_release release;
+  cpu::pack_int8_vnni(as_ptr<const int8_t>(w), n, k, as_ptr<int8_t>(packed), as_ptr<int32_t>(colsum));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -71,8 +79,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("dtype"), py::arg("q"), py::arg("scale"), py::arg("rows"), py::arg("cols"),
         py::arg("num_threads"));
   m.def("int8_gemm", &int8_gemm, "y = (x @ w.T) * x_scale * w_scale + bias, int8 inputs, int32 accumulation",
-        py::arg("x"), py::arg("x_scale"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
-        py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
+        py::arg("x"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"), py::arg("bias"),
+        py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
+  m.def("vnni_available", &cpu::vnni_available, "whether int8_gemm takes VNNI-packed weights here");
+  m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
+    return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));
+  }, "(padded N, padded K) of a VNNI-packed weight");
+  m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
+        py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm, "y = x @ (w * w_scale).T + bias, int8 weights",
         py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));

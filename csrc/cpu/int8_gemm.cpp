@@ -1,5 +1,7 @@
 #include "int8_gemm.h"
 
+#include <stdexcept>
+
 #include "../common/cpu_features.h"
 #include "vec_portable.h"
 
@@ -48,6 +50,10 @@ static Isa family_isa() {
   return isa == Isa::avx512 && !has_avx512_vnni() ? Isa::avx2 : isa;
 }
 
+static void check_vnni_packed() {
+  if (!vnni_available()) throw std::invalid_argument("int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
+}
+
 void quantize_per_token(const QuantizeArgs& a) {
 #if PRUNQ_X86
   switch (family_isa()) {
@@ -59,7 +65,31 @@ void quantize_per_token(const QuantizeArgs& a) {
   quantize_per_token_portable(a);
 }
 
+int64_t vnni_padded_n(int64_t n) { return (n + kVnniPanel - 1) / kVnniPanel * kVnniPanel; }
+int64_t vnni_padded_k(int64_t k) { return (k + 3) / 4 * 4; }
+bool vnni_available() { return family_isa() == Isa::avx512; }
+
+void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum) {
+  const int64_t np = vnni_padded_n(n), kp = vnni_padded_k(k);
+  for (int64_t c = 0; c < np; ++c) {
+    int32_t s = 0;
+    for (int64_t i = 0; i < kp; ++i) {
+      const int8_t v = c < n && i < k ? w[c * k + i] : 0;
+      s += v;
+      // panel, group of 4 k, channel within the panel, k within the group
+      packed[(c / kVnniPanel) * kVnniPanel * kp + (i / 4) * kVnniPanel * 4 + (c % kVnniPanel) * 4 + i % 4] = v;
+    }
+    colsum[c] = s;
+  }
+}
+
 void int8_gemm(const Int8GemmArgs& a) {
+  if (a.w_colsum) {
+    check_vnni_packed();
+#if PRUNQ_X86
+    return int8_gemm_avx512(a);
+#endif
+  }
 #if PRUNQ_X86
   switch (family_isa()) {
     case Isa::avx512: return int8_gemm_avx512(a);

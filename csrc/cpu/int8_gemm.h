@@ -23,7 +23,8 @@ struct QuantizeArgs {
 struct Int8GemmArgs {
   const int8_t* x;
   const float* x_scale;
-  const int8_t* w;
+  const int8_t* w;          // [N, K], or the VNNI packing of it when w_colsum is set
+  const int32_t* w_colsum;  // null for a plain w
   const float* w_scale;
   const float* bias;
   void* out;
@@ -43,7 +44,17 @@ struct WeightOnlyArgs {
   int num_threads;
 };
 
-// Dispatch on the active instruction set (cpu_features.h).
+// The weight layout of the AVX-512 VNNI kernel: panels of 64 output channels; inside a panel,
+// for each group of 4 consecutive k, 64 x 4 bytes (channel-major). N is padded to a multiple of
+// 64 and K to a multiple of 4 with zeros. colsum[n] = sum_k w[n, k] (padded length).
+constexpr int64_t kVnniPanel = 64;
+int64_t vnni_padded_n(int64_t n);
+int64_t vnni_padded_k(int64_t k);
+void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum);
+bool vnni_available();
+
+// Dispatch on the active instruction set (cpu_features.h). int8_gemm with a packed w needs
+// vnni_available().
 void quantize_per_token(const QuantizeArgs& args);
 void int8_gemm(const Int8GemmArgs& args);
 void int8_weight_only_gemm(const WeightOnlyArgs& args);

@@ -68,10 +68,115 @@ struct Dot {
 #define PRUNQ_ISA avx512
 #include "int8_gemm_kernel.h"
 
+// The GEMM on a packed w (pack_int8_vnni), the fast path for weights packed once by a module.
+// Outer products: per group of 4 k, each of MR rows of x is broadcast (4 bytes, made unsigned by
+// flipping the sign bit) against 4 registers of w (64 channels x 4 k); MR x 4 accumulators stay
+// in registers for the whole K. The products carry 128 * sum_k w[n, k], removed with colsum.
+namespace prunq::cpu::avx512 {
+namespace {
+
+constexpr int kMaxRows = 6;  // 24 accumulators + 4 w registers + 1 broadcast of 32 zmm
+constexpr int64_t kRowPanelBytesPacked = 1 << 20;
+
+template <int MR, class O>
+void vnni_tile(const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, const int32_t* colsum, const Int8GemmArgs& a,
+               int64_t m0, int64_t n0) {
+  __m512i c[MR][4];
+  for (auto& row : c)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  const int64_t groups = kp / 4;
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512i* wg = reinterpret_cast<const __m512i*>(panel + g * kVnniPanel * 4);
+    const __m512i w0 = _mm512_loadu_si512(wg), w1 = _mm512_loadu_si512(wg + 1), w2 = _mm512_loadu_si512(wg + 2),
+                  w3 = _mm512_loadu_si512(wg + 3);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      int32_t four;
+      std::memcpy(&four, xu + i * ldx + g * 4, 4);
+      const __m512i xb = _mm512_set1_epi32(four);
+      c[i][0] = _mm512_dpbusd_epi32(c[i][0], xb, w0);
+      c[i][1] = _mm512_dpbusd_epi32(c[i][1], xb, w1);
+      c[i][2] = _mm512_dpbusd_epi32(c[i][2], xb, w2);
+      c[i][3] = _mm512_dpbusd_epi32(c[i][3], xb, w3);
+    }
+  }
+  // Spill the accumulators once, with constant indices, so that they stay in registers in the
+  // loop above (a runtime index into `c` makes the compiler keep it in memory).
+  alignas(64) int32_t tile[MR][kVnniPanel];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    _mm512_store_si512(tile[i], c[i][0]);
+    _mm512_store_si512(tile[i] + 16, c[i][1]);
+    _mm512_store_si512(tile[i] + 32, c[i][2]);
+    _mm512_store_si512(tile[i] + 48, c[i][3]);
+  }
+  const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
+  for (int j = 0; j * 16 < cols; ++j) {
+    const int n = std::min(16, cols - j * 16);
+    const int64_t col = n0 + j * 16;
+    const __m512i bias128 = _mm512_slli_epi32(_mm512_loadu_si512(colsum + col), 7);
+    const Vec ws = n == 16 ? Vec::load(a.w_scale + col) : Vec::load(a.w_scale + col, n);
+    const Vec b = a.bias ? (n == 16 ? Vec::load(a.bias + col) : Vec::load(a.bias + col, n)) : Vec::zero();
+    for (int i = 0; i < MR; ++i) {
+      const Vec dot{_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(tile[i] + j * 16), bias128))};
+      const Vec y = fma(dot * Vec::splat(a.x_scale[m0 + i]), ws, b);
+      O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + col;
+      if (n == 16) y.store(out); else y.store(out, n);
+    }
+  }
+}
+
+template <class O, int MR = kMaxRows>
+void vnni_tile_rows(int rows, const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, const int32_t* colsum,
+                    const Int8GemmArgs& a, int64_t m0, int64_t n0) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return vnni_tile_rows<O, MR - 1>(rows, xu, ldx, kp, panel, colsum, a, m0, n0);
+  }
+  vnni_tile<MR, O>(xu, ldx, kp, panel, colsum, a, m0, n0);
+}
+
+template <class O>
+void vnni_gemm(const Int8GemmArgs& a) {
+  const int64_t kp = vnni_padded_k(a.k);
+  // x as unsigned bytes (x + 128), rows padded to kp (the padding meets zero weights). The row
+  // stride is one cache line more than a multiple of 64, so the MR rows a tile reads in step do
+  // not all fall into the same L1 set.
+  const int64_t ldx = (kp + 63) / 64 * 64 + 64;
+  std::vector<uint8_t> xu(size_t(a.m * ldx), 0x80);
+  parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / kp, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t i = 0; i < a.k; ++i) xu[r * ldx + i] = uint8_t(a.x[r * a.k + i]) ^ 0x80;
+  });
+  const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
+  const int64_t row_panel = std::max<int64_t>(kMaxRows, kRowPanelBytesPacked / kp / kMaxRows * kMaxRows);
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, a.m * kp * kVnniPanel / 64));
+  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
+    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
+      const int64_t m1 = std::min(a.m, m0 + row_panel);
+      for (int64_t p = p_begin; p < p_end; ++p) {
+        const int8_t* panel = a.w + p * kVnniPanel * kp;
+        for (int64_t r = m0; r < m1; r += kMaxRows)
+          vnni_tile_rows<O>(int(std::min<int64_t>(kMaxRows, m1 - r)), xu.data() + r * ldx, ldx, kp, panel, a.w_colsum, a,
+                            r, p * kVnniPanel);
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace prunq::cpu::avx512
+
 namespace prunq::cpu {
 
 void quantize_per_token_avx512(const QuantizeArgs& a) { avx512::quantize_per_token(a); }
-void int8_gemm_avx512(const Int8GemmArgs& a) { avx512::int8_gemm(a); }
+void int8_gemm_avx512(const Int8GemmArgs& a) {
+  if (!a.w_colsum) return avx512::int8_gemm(a);
+  switch (a.out_dtype) {
+    case DType::f32: return avx512::vnni_gemm<float>(a);
+    case DType::bf16: return avx512::vnni_gemm<bf16>(a);
+    case DType::f16: return avx512::vnni_gemm<f16>(a);
+  }
+}
 void int8_weight_only_gemm_avx512(const WeightOnlyArgs& a) { avx512::int8_weight_only_gemm(a); }
 
 }  // namespace prunq::cpu

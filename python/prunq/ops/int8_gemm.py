@@ -9,9 +9,11 @@
     int8_weight_only_linear(x, w_q, w_scale, bias=None) -> y
         y = x @ (w_q * w_scale[:, None]).T + bias, accumulated in fp32, y in x's dtype.
 
-x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or None. The CPU
-kernels read w_q as it is (dot products along K over tiles of 4 rows of x and 4 rows of w), so
-there is no packed weight format to keep in step with the module's state_dict.
+x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or None.
+
+On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
+faster AVX-512 VNNI kernel reads a packed copy (prunq.formats.int8.vnni_pack) that modules make
+once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ import torch
 
 from .. import _native
 from .._backend import forced_backend
+from ..formats.int8 import vnni_pack
 from ._library import lib
 
 lib.define("quantize_per_token(Tensor x) -> (Tensor, Tensor)")
 lib.define("int8_linear(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor")
 lib.define("int8_weight_only_linear(Tensor x, Tensor w_q, Tensor w_scale, Tensor? bias) -> Tensor")
+lib.define(
+    "int8_linear_prepacked(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_packed, Tensor w_colsum, "
+    "Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor"
+)
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -97,6 +104,12 @@ def _(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
 
 
+@torch.library.register_fake("prunq::int8_linear_prepacked")
+def _(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
+
+
 @torch.library.register_fake("prunq::int8_weight_only_linear")
 def _(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
@@ -147,16 +160,21 @@ def _cpu_quantize(x):
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
-def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None):
+    """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None."""
     device = x_q.device
     x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, device)
     xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, device)
-    w = _native.native_tensor(w_q, "w_q", torch.int8, device)
+    n, k = w_q.shape
+    if w_packed is not None:
+        w = _native.native_tensor(w_packed, "w_packed", torch.int8, device)
+        colsum = _native.native_tensor(w_colsum, "w_colsum", torch.int32, device)
+    else:
+        w, colsum = _native.native_tensor(w_q, "w_q", torch.int8, device), None
     ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
-    n, k = w.shape
     out = torch.empty((x2.shape[0], n), dtype=out_dtype)
-    _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), ws.data_ptr(), _native.address(b),
+    _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), _native.address(colsum), ws.data_ptr(), _native.address(b),
                         out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads())
     return out.view(*x_q.shape[:-1], n)
 
@@ -190,11 +208,42 @@ def _quantize_cpu(x):
     return _cpu_quantize(x) if _use_cpu_native() else quantize_per_token_ref(x)
 
 
+# From this many rows, packing w for the VNNI kernel on every call costs less than it saves.
+_PACK_PER_CALL_ROWS = 64
+
+
 def _int8_linear_cpu(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     if not _use_cpu_native():
         return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
-    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32)
+    packed = (None, None)
+    if x_q.numel() >= _PACK_PER_CALL_ROWS * x_q.shape[-1] and _native.C.vnni_available():
+        packed = vnni_pack(w_q)
+    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32, *packed)
+
+
+def _check_packed(w_q, w_packed, w_colsum):
+    if w_packed.numel() == 0:
+        return
+    if w_packed.dtype != torch.int8 or w_colsum.dtype != torch.int32:
+        raise TypeError("w_packed, w_colsum: expected int8 and int32 (from prunq.formats.int8.vnni_pack)")
+    n_padded, k_padded = _native.C.vnni_padded_shape(*w_q.shape)
+    if w_packed.numel() != n_padded * k_padded or w_colsum.numel() != n_padded:
+        raise ValueError(f"w_packed: does not match w_q of shape {tuple(w_q.shape)}; pack it again with vnni_pack")
+
+
+def _int8_linear_prepacked_cpu(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    if not _use_cpu_native():
+        return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    _check_packed(w_q, w_packed, w_colsum)
+    packed = w_packed.numel() > 0 and _native.C.vnni_available()
+    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32,
+                            w_packed if packed else None, w_colsum if packed else None)
+
+
+def _int8_linear_prepacked_other(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
+    return torch.ops.prunq.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
 
 
 def _weight_only_cpu(x, w_q, w_scale, bias):
@@ -224,6 +273,8 @@ for _name, _cpu, _other in (("quantize_per_token", _quantize_cpu, _quantize_othe
                             ("int8_weight_only_linear", _weight_only_cpu, _weight_only_other)):
     lib.impl(_name, _cpu, "CPU")
     lib.impl(_name, _other, "CompositeExplicitAutograd")
+lib.impl("int8_linear_prepacked", _int8_linear_prepacked_cpu, "CPU")
+lib.impl("int8_linear_prepacked", _int8_linear_prepacked_other, "CompositeExplicitAutograd")
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -238,6 +289,14 @@ def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_s
                 bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """(x_q @ w_q.T) * x_scale[:, None] * w_scale[None, :] + bias with int32 accumulation."""
     return torch.ops.prunq.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+
+
+def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_packed: torch.Tensor,
+                          w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
+                          out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """int8_linear where the CPU kernel reads (w_packed, w_colsum) = vnni_pack(w_q); with empty
+    packed tensors, or on other devices, it is int8_linear on w_q."""
+    return torch.ops.prunq.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype)
 
 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,

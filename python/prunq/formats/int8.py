@@ -1,0 +1,39 @@
+"""Per-channel symmetric int8 weights, and the CPU kernel's packed copy of them.
+
+The state_dict form is plain: w_q [N, K] int8 and w_scale [N] float32 with
+w ~= w_q * w_scale[:, None]. The AVX-512 VNNI kernel reads a packed copy (panels of 64 output
+channels, groups of 4 k; see csrc/cpu/int8_gemm.h) plus the per-channel sums of w_q; modules
+make it once. Other paths read w_q as it is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _native
+
+
+def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0."""
+    if w.dim() != 2:
+        raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
+    wf = w.detach().float()
+    absmax = wf.abs().amax(dim=1, keepdim=True)
+    inv = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+    w_q = torch.round(wf * inv).clamp(-127, 127).to(torch.int8)
+    return w_q, (absmax / 127.0).squeeze(1)
+
+
+def vnni_pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(packed, colsum) for the CPU VNNI kernel, or two empty tensors where that kernel is not
+    the one that runs (no AVX-512 VNNI, no prunq._C, or w_q not on the CPU)."""
+    empty = (torch.empty(0, dtype=torch.int8, device=w_q.device), torch.empty(0, dtype=torch.int32, device=w_q.device))
+    if w_q.device.type != "cpu" or _native.C is None or not _native.C.vnni_available():
+        return empty
+    w = _native.native_tensor(w_q, "w_q", torch.int8, w_q.device)
+    n, k = w.shape
+    n_padded, k_padded = _native.C.vnni_padded_shape(n, k)
+    packed = torch.empty(n_padded * k_padded, dtype=torch.int8)
+    colsum = torch.empty(n_padded, dtype=torch.int32)
+    _native.C.pack_int8_vnni(w.data_ptr(), n, k, packed.data_ptr(), colsum.data_ptr())
+    return packed, colsum
