@@ -95,3 +95,56 @@ def test_compiled_module_matches_eager(module):
     with torch.no_grad():
         for got, want in zip(compiled(x, residual), block(x, residual)):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# --- Int8Linear ------------------------------------------------------------------------------
+
+from prunq.nn import Int8Linear  # noqa: E402
+
+from .tolerances import MIN_SQNR_DB  # noqa: E402
+
+
+def _sqnr(signal, approx):
+    return (10 * torch.log10(signal.pow(2).mean() / (signal - approx).pow(2).mean())).item()
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_int8_linear_from_linear_is_close(mode):
+    linear = nn.Linear(300, 130)
+    x = torch.randn(2, 9, 300)
+    module = Int8Linear.from_linear(linear, mode=mode)
+    with torch.no_grad():
+        assert _sqnr(linear(x), module(x)) > MIN_SQNR_DB
+    assert f"mode={mode}" in repr(module)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_int8_linear_state_dict_round_trip(mode):
+    module = Int8Linear.from_linear(nn.Linear(64, 40), mode=mode)
+    assert set(module.state_dict()) == {"w_q", "w_scale", "bias"}
+    fresh = Int8Linear(64, 40, mode=mode)
+    fresh.load_state_dict(module.state_dict())
+    x = torch.randn(5, 64)
+    assert torch.equal(fresh(x), module(x))
+
+
+def test_int8_linear_in_a_model_cast_to_bfloat16():
+    model = nn.Sequential(Int8Linear.from_linear(nn.Linear(32, 16)), nn.ReLU()).to(torch.bfloat16)
+    assert model[0].w_scale.dtype == torch.float32
+    y = model(torch.randn(3, 32, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_int8_linear_compiled_matches_eager(mode):
+    module = Int8Linear.from_linear(nn.Linear(48, 24), mode=mode)
+    x = torch.randn(4, 48)
+    compiled = torch.compile(module, fullgraph=True)
+    torch.testing.assert_close(compiled(x), module(x), rtol=0, atol=0)
+
+
+def test_int8_linear_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="^mode:"):
+        Int8Linear(4, 4, mode="int4")
+    with pytest.raises(TypeError, match="^linear:"):
+        Int8Linear.from_linear(nn.Conv1d(4, 4, 1))

@@ -21,3 +21,24 @@ NORM = {
 ERROR_VS_TORCH_FACTOR = 2.0
 ERROR_FLOOR = {torch.float32: 1e-6, torch.bfloat16: 2**-9, torch.float16: 2**-12}
 
+
+# int8_linear against its float64 reference: the int32 dot product is exact; the epilogue
+# (acc * x_scale * w_scale + bias) runs in fp32, where acc itself rounds once |acc| > 2^24, so a
+# few fp32 ulp of relative error, plus the rounding of a 16-bit output.
+INT8_EPILOGUE = {
+    torch.float32: dict(rtol=4e-7 * 8, atol=1e-6),
+    torch.bfloat16: dict(rtol=2**-7, atol=1e-6),
+    torch.float16: dict(rtol=2**-10, atol=1e-6),
+}
+
+# int8_weight_only_linear against its fp32 reference: both sum K products in fp32 in different
+# orders and apply the scale at different points, so the error grows like sqrt(K) ulp of the
+# largest partial sum; relative to the output's scale, 1e-4 covers K up to tens of thousands.
+WEIGHT_ONLY = {
+    torch.float32: dict(rtol=1e-4, atol=1e-4),
+    torch.bfloat16: dict(rtol=2**-7, atol=1e-3),
+    torch.float16: dict(rtol=2**-10, atol=1e-3),
+}
+
+# W8A8 against float nn.Linear: torchao's bar for int8 linear layers is an SQNR above 20 dB.
+MIN_SQNR_DB = 20.0

@@ -149,7 +149,8 @@ void vnni_gemm(const Int8GemmArgs& a) {
   });
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(kMaxRows, kRowPanelBytesPacked / kp / kMaxRows * kMaxRows);
-  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, a.m * kp * kVnniPanel / 64));
+  // At least ~1M multiply-adds per thread before splitting pays.
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
   parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
     for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
       const int64_t m1 = std::min(a.m, m0 + row_panel);

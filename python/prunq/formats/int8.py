@@ -19,9 +19,9 @@ def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
     wf = w.detach().float()
     absmax = wf.abs().amax(dim=1, keepdim=True)
-    inv = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+    inv = torch.where(absmax > 0, torch.full_like(absmax, 127.0) / absmax, torch.zeros_like(absmax))
     w_q = torch.round(wf * inv).clamp(-127, 127).to(torch.int8)
-    return w_q, (absmax / 127.0).squeeze(1)
+    return w_q, (absmax / torch.full_like(absmax, 127.0)).squeeze(1)
 
 
 def vnni_pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

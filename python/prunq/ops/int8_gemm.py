@@ -122,9 +122,10 @@ def _(x, w_q, w_scale, bias):
 def quantize_per_token_ref(x):
     xf = x.float()
     absmax = xf.abs().amax(dim=-1, keepdim=True)
-    inv = torch.where(absmax > 0, 127.0 / absmax, torch.zeros_like(absmax))
+    # A true division: `127.0 / tensor` would multiply by a rounded reciprocal instead.
+    inv = torch.where(absmax > 0, torch.full_like(absmax, 127.0) / absmax, torch.zeros_like(absmax))
     q = torch.round(xf * inv).clamp(-127, 127).to(torch.int8)
-    return q, (absmax / 127.0).squeeze(-1)
+    return q, (absmax / torch.full_like(absmax, 127.0)).squeeze(-1)
 
 
 def int8_linear_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None):

@@ -1,0 +1,216 @@
+"""quantize_per_token, int8_linear, int8_linear_prepacked and int8_weight_only_linear."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import prunq
+from prunq import _native
+from prunq._backend import use_backend
+from prunq.formats.int8 import quantize_weight, vnni_pack
+from prunq.ops.int8_gemm import int8_linear_ref, int8_weight_only_linear_ref, quantize_per_token_ref
+
+from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
+from .tolerances import INT8_EPILOGUE, MIN_SQNR_DB, WEIGHT_ONLY
+
+FLOATS = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def sqnr_db(signal, approx):
+    return (10 * torch.log10(signal.pow(2).mean() / (signal - approx).pow(2).mean())).item()
+
+
+def random_int8(*shape, generator):
+    return torch.randint(-128, 128, shape, dtype=torch.int8, generator=generator)
+
+
+def strided(t):
+    """The same values as a view with a row stride larger than the row."""
+    wide = torch.zeros(*t.shape[:-1], t.shape[-1] + 3, dtype=t.dtype)
+    wide[..., 1:-2] = t
+    return wide[..., 1:-2]
+
+
+gemm_cases = st.fixed_dictionaries({
+    "shape": st.one_of(st.sampled_from(GEMM_UNALIGNED),
+                       st.tuples(st.sampled_from(GEMM_M_SWEEP), st.integers(1, 300), st.integers(1, 200))),
+    "seed": st.integers(0, 2**16),
+    "noncontiguous": st.booleans(),
+})
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gemm_cases)
+def test_int8_linear_integer_part_is_exact(cpu_isa, case):
+    """With unit scales and no bias the output is the integer dot product itself (exact in fp32
+    while |acc| < 2^24, i.e. K <= 1040 at full range)."""
+    (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
+    x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
+    if case["noncontiguous"]:
+        x_q, w_q = strided(x_q), strided(w_q)
+    ones_m, ones_n = torch.ones(m), torch.ones(n)
+    expected = int8_linear_ref(x_q, ones_m, w_q, ones_n)
+    torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), expected, rtol=0, atol=0)
+    packed, colsum = vnni_pack(w_q.contiguous())
+    got = prunq.ops.int8_linear_prepacked(x_q, ones_m, w_q, packed, colsum, ones_n)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("out_dtype", FLOATS)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gemm_cases, with_bias=st.booleans())
+def test_int8_linear_matches_reference(cpu_isa, out_dtype, case, with_bias):
+    (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
+    x_q, w_q = random_int8(2, m, k, generator=g)[1], random_int8(n, k, generator=g)
+    x_scale, w_scale = torch.rand(m, generator=g) * 0.1, torch.rand(n, generator=g) * 0.01
+    bias = torch.randn(n, generator=g).to(out_dtype) if with_bias else None
+    expected = int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    got = prunq.ops.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    assert got.dtype == out_dtype and got.shape == (m, n)
+    torch.testing.assert_close(got, expected, **INT8_EPILOGUE[out_dtype])
+    packed, colsum = vnni_pack(w_q)
+    got = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, packed, colsum, w_scale, bias, out_dtype)
+    torch.testing.assert_close(got, expected, **INT8_EPILOGUE[out_dtype])
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(0, 40), k=st.integers(1, 700), dtype=st.sampled_from(FLOATS), seed=st.integers(0, 2**16),
+       noncontiguous=st.booleans(), zero_row=st.booleans())
+def test_quantize_per_token_is_exact(cpu_isa, m, k, dtype, seed, noncontiguous, zero_row):
+    x = (torch.randn(m, k, generator=torch.Generator().manual_seed(seed)) * 5).to(dtype)
+    if zero_row and m:
+        x[m // 2] = 0
+    if noncontiguous:
+        x = strided(x)
+    q, scale = prunq.ops.quantize_per_token(x)
+    ref_q, ref_scale = quantize_per_token_ref(x)
+    assert q.dtype == torch.int8 and scale.dtype == torch.float32
+    torch.testing.assert_close(q, ref_q, rtol=0, atol=0)
+    torch.testing.assert_close(scale, ref_scale, rtol=0, atol=0)
+    if zero_row and m:
+        assert scale[m // 2] == 0 and not q[m // 2].any()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gemm_cases, with_bias=st.booleans())
+def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
+    (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(m, k, generator=g).to(dtype)
+    w_q = random_int8(n, k, generator=g)
+    if case["noncontiguous"]:
+        x, w_q = strided(x), strided(w_q)
+    w_scale = torch.rand(n, generator=g) * 0.01
+    bias = torch.randn(n, generator=g) if with_bias else None
+    got = prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
+    assert got.dtype == dtype and got.shape == (m, n)
+    torch.testing.assert_close(got, int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
+
+
+def test_three_dimensional_inputs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 40, generator=g)
+    w_q, w_scale = quantize_weight(torch.randn(24, 40, generator=g))
+    q, s = prunq.ops.quantize_per_token(x)
+    assert q.shape == x.shape and s.shape == (2, 5)
+    y = prunq.ops.int8_linear(q, s, w_q, w_scale)
+    torch.testing.assert_close(y, int8_linear_ref(q, s, w_q, w_scale), **INT8_EPILOGUE[torch.float32])
+    assert prunq.ops.int8_weight_only_linear(x, w_q, w_scale).shape == (2, 5, 24)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 4096, 256), (64, 1024, 300), (130, 2048, 129)])
+def test_w8a8_is_close_to_float_linear(m, k, n):
+    """Quantization error: SQNR against the float layer above torchao's 20 dB bar."""
+    g = torch.Generator().manual_seed(1)
+    x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g) / k**0.5, torch.randn(n, generator=g)
+    w_q, w_scale = quantize_weight(w)
+    q, s = prunq.ops.quantize_per_token(x)
+    exact = x @ w.T + b
+    assert sqnr_db(exact, prunq.ops.int8_linear(q, s, w_q, w_scale, b)) > MIN_SQNR_DB
+    assert sqnr_db(exact, prunq.ops.int8_weight_only_linear(x, w_q, w_scale, b)) > MIN_SQNR_DB
+
+
+def test_nan_in_a_row_makes_that_row_nan():
+    x = torch.randn(3, 50)
+    x[1, 7] = float("nan")
+    q, s = prunq.ops.quantize_per_token(x)
+    assert torch.isnan(s[1]) and not torch.isnan(s[[0, 2]]).any()
+    w_q, w_scale = quantize_weight(torch.randn(8, 50))
+    y = prunq.ops.int8_linear(q, s, w_q, w_scale)
+    assert torch.isnan(y[1]).all() and not torch.isnan(y[[0, 2]]).any()
+
+
+def test_large_k_beyond_fp32_exact_range():
+    """K = 4100 at full range: |acc| exceeds 2^24, the epilogue rounds once in fp32."""
+    g = torch.Generator().manual_seed(2)
+    x_q = torch.full((3, 4100), 127, dtype=torch.int8)
+    w_q = random_int8(70, 4100, generator=g)
+    ones_m, ones_n = torch.ones(3), torch.ones(70)
+    expected = int8_linear_ref(x_q, ones_m, w_q, ones_n)
+    torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), expected, **INT8_EPILOGUE[torch.float32])
+
+
+@pytest.mark.parametrize("op", ["quantize_per_token", "int8_linear", "int8_linear_prepacked", "int8_weight_only_linear"])
+def test_opcheck(op):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, 72, generator=g)
+    w_q, w_scale = quantize_weight(torch.randn(20, 72, generator=g))
+    q, s = prunq.ops.quantize_per_token(x)
+    packed, colsum = vnni_pack(w_q)
+    bias = torch.randn(20)
+    args = {
+        "quantize_per_token": (x,),
+        "int8_linear": (q, s, w_q, w_scale, bias, torch.bfloat16),
+        "int8_linear_prepacked": (q, s, w_q, packed, colsum, w_scale, None, None),
+        "int8_weight_only_linear": (x, w_q, w_scale, bias),
+    }[op]
+    torch.library.opcheck(getattr(torch.ops.prunq, op).default, args)
+
+
+def test_reference_backend():
+    g = torch.Generator().manual_seed(4)
+    x_q, w_q = random_int8(5, 30, generator=g), random_int8(7, 30, generator=g)
+    xs, ws = torch.rand(5), torch.rand(7)
+    with use_backend("reference"):
+        assert torch.equal(prunq.ops.int8_linear(x_q, xs, w_q, ws), int8_linear_ref(x_q, xs, w_q, ws))
+
+
+def bad_int8_linear_inputs():
+    x_q, xs = torch.zeros(4, 16, dtype=torch.int8), torch.ones(4)
+    w_q, ws = torch.zeros(8, 16, dtype=torch.int8), torch.ones(8)
+    yield "w_q", TypeError, (x_q, xs, w_q.float(), ws)
+    yield "x_q", TypeError, (x_q.float(), xs, w_q, ws)
+    yield "x_q", ValueError, (x_q[:, :15], xs, w_q, ws)
+    yield "w_scale", ValueError, (x_q, xs, w_q, ws[:7])
+    yield "w_scale", TypeError, (x_q, xs, w_q, ws.double())
+    yield "x_scale", ValueError, (x_q, xs[:3], w_q, ws)
+    yield "x_scale", TypeError, (x_q, xs.half(), w_q, ws)
+    yield "bias", ValueError, (x_q, xs, w_q, ws, torch.zeros(9))
+    yield "w_q", ValueError, (x_q, xs, w_q.to("meta"), ws)
+    yield "out_dtype", TypeError, (x_q, xs, w_q, ws, None, torch.int32)
+
+
+@pytest.mark.parametrize("name,error,args", list(bad_int8_linear_inputs()))
+def test_int8_linear_bad_input_names_the_argument(name, error, args):
+    with pytest.raises(error, match=f"^{name}:"):
+        prunq.ops.int8_linear(*args)
+
+
+def test_other_bad_inputs():
+    w_q, ws = torch.zeros(8, 16, dtype=torch.int8), torch.ones(8)
+    with pytest.raises(TypeError, match="^x:"):
+        prunq.ops.quantize_per_token(torch.zeros(3, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="^x:"):
+        prunq.ops.int8_weight_only_linear(torch.zeros(3, 15), w_q, ws)
+    with pytest.raises(TypeError, match="^x:"):
+        prunq.ops.int8_weight_only_linear(torch.zeros(3, 16, dtype=torch.int8), w_q, ws)
+
+
+@pytest.mark.skipif(_native.C is None or not _native.C.vnni_available(), reason="needs the VNNI kernel")
+def test_prepacked_rejects_a_packing_of_another_weight():
+    w_q = torch.zeros(8, 16, dtype=torch.int8)
+    packed, colsum = vnni_pack(torch.zeros(8, 200, dtype=torch.int8))
+    with pytest.raises(ValueError, match="^w_packed:"):
+        prunq.ops.int8_linear_prepacked(torch.zeros(2, 16, dtype=torch.int8), torch.ones(2), w_q, packed, colsum,
+                                        torch.ones(8))
