@@ -14,14 +14,14 @@ from .. import _native
 
 
 def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0."""
+    """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0.
+    Per-channel weight quantization is per-row quantization of w [N, K]: the same math as
+    quantize_per_token, run once in plain PyTorch."""
+    from ..ops.int8_gemm import quantize_per_token_ref
+
     if w.dim() != 2:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
-    wf = w.detach().float()
-    absmax = wf.abs().amax(dim=1, keepdim=True)
-    inv = torch.where(absmax > 0, torch.full_like(absmax, 127.0) / absmax, torch.zeros_like(absmax))
-    w_q = torch.round(wf * inv).clamp(-127, 127).to(torch.int8)
-    return w_q, (absmax / torch.full_like(absmax, 127.0)).squeeze(1)
+    return quantize_per_token_ref(w.detach())
 
 
 def vnni_pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
