@@ -42,6 +42,20 @@ def median_seconds(fn: Callable[[int], object], device: str, rotate: int = 1, re
     return statistics.median(samples)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 9) -> dict[str, float]:
+    """CPU: median seconds of each callable, measured in turns (a, b, c, a, b, c, ...) so that a
+    change in machine load shifts all of them alike."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def copy_bandwidth(device: str, nbytes: int = 256 << 20) -> float:
     """Bytes per second that a plain copy moves (read + write), measured now on `device`."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)

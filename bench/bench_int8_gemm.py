@@ -1,0 +1,95 @@
+"""INT8 GEMM (W8A8 dynamic and weight-only) against what a user would run instead.
+
+    python -m bench.bench_int8_gemm [--quick]     comparison table (Markdown), CPU
+    pytest bench/bench_int8_gemm.py               pytest-benchmark cases
+
+W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) against
+torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
+prunq's op), and fp32 / bf16 nn.Linear. Weight-only: Int8Linear(mode="weight_only") on bf16
+activations against bf16 nn.Linear. Candidates are timed in turns, median of the runs. The
+weights are not rotated: one set per shape, so they may sit in the last-level cache, as the
+weights of a model small enough for that would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from bench.harness import interleaved_medians, machine_description, print_table
+from prunq.nn import Int8Linear
+from tests.shapes import GEMM_BENCH
+
+
+def fbgemm_dynamic(linear: nn.Linear) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8)
+
+
+def int_mm_with_scaling(module: Int8Linear):
+    """torch._int_mm for the integer product, the scales and bias applied by torch."""
+    w_t = module.w_q.t().contiguous()
+
+    def run(x):
+        x_q, x_scale = torch.ops.prunq.quantize_per_token(x)
+        acc = torch._int_mm(x_q, w_t)
+        return acc.float() * x_scale[:, None] * module.w_scale + module.bias
+    return run
+
+
+def candidates(m, k, n):
+    torch.manual_seed(0)
+    linear = nn.Linear(k, n)
+    x = torch.randn(m, k)
+    x_bf16 = x.bfloat16()
+    linear_bf16 = nn.Linear(k, n).bfloat16()
+    w8a8 = Int8Linear.from_linear(linear)
+    weight_only = Int8Linear.from_linear(linear, mode="weight_only")
+    fns = {
+        "prunq w8a8": lambda: w8a8(x),
+        "fbgemm dynamic": (lambda q: lambda: q(x))(fbgemm_dynamic(linear)),
+        "fp32 Linear": lambda: linear(x),
+        "bf16 Linear": lambda: linear_bf16(x_bf16),
+        "prunq weight-only bf16": lambda: weight_only(x_bf16),
+    }
+    if m > 16:  # torch._int_mm on the CPU wants M > 16
+        fns["_int_mm + scaling"] = (lambda f: lambda: f(x))(int_mm_with_scaling(w8a8))
+    return fns
+
+
+def compare(quick: bool) -> str:
+    rows = []
+    for m, k, n in GEMM_BENCH:
+        repeats = 3 if quick or m * k * n > 2**32 else 9
+        with torch.no_grad():
+            t = interleaved_medians(candidates(m, k, n), repeats)
+        ops = 2 * m * k * n
+        ours, wo = t["prunq w8a8"], t["prunq weight-only bf16"]
+        int_mm = t.get("_int_mm + scaling")
+        rows.append([f"{m}x{k}x{n}", f"{ours * 1e3:.3f}", f"{ops / ours / 1e12:.2f}",
+                     f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
+                     "-" if int_mm is None else f"{int_mm / ours:.2f}x",
+                     f"{t['fp32 Linear'] / ours:.2f}x", f"{t['bf16 Linear'] / ours:.2f}x",
+                     f"{wo * 1e3:.3f}", f"{t['bf16 Linear'] / wo:.2f}x"])
+    print(f"device: {machine_description('cpu')}")
+    return print_table(["M x K x N", "w8a8 ms", "w8a8 TOPS", "fbgemm ms", "vs fbgemm", "vs _int_mm",
+                        "vs fp32", "vs bf16", "weight-only ms", "weight-only vs bf16"], rows)
+
+
+@pytest.mark.parametrize("impl", ["prunq w8a8", "fbgemm dynamic", "bf16 Linear", "prunq weight-only bf16"])
+@pytest.mark.parametrize("m,k,n", GEMM_BENCH[:4])
+def test_int8_gemm(benchmark, impl, m, k, n):
+    fn = candidates(m, k, n)[impl]
+    with torch.no_grad():
+        benchmark(fn)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    compare(parser.parse_args().quick)
