@@ -62,7 +62,7 @@ def test_int8_linear_integer_part_is_exact(cpu_isa, case):
 @given(case=gemm_cases, with_bias=st.booleans())
 def test_int8_linear_matches_reference(cpu_isa, out_dtype, case, with_bias):
     (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
-    x_q, w_q = random_int8(2, m, k, generator=g)[1], random_int8(n, k, generator=g)
+    x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
     x_scale, w_scale = torch.rand(m, generator=g) * 0.1, torch.rand(n, generator=g) * 0.01
     bias = torch.randn(n, generator=g).to(out_dtype) if with_bias else None
     expected = int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
