@@ -42,7 +42,6 @@ void quantize_per_token(uintptr_t x, int dtype, uintptr_t q, uintptr_t scale, in
 void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale, uintptr_t bias,
                uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_gemm: negative size");
-  check(!w_colsum || cpu::vnni_available(), "int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
   cpu::Int8GemmArgs args{as_ptr<const int8_t>(x), as_ptr<const float>(x_scale), as_ptr<const int8_t>(w),
                          as_ptr<const int32_t>(w_colsum),
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),

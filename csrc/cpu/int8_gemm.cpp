@@ -50,19 +50,26 @@ static Isa family_isa() {
   return isa == Isa::avx512 && !has_avx512_vnni() ? Isa::avx2 : isa;
 }
 
-static void check_vnni_packed() {
-  if (!vnni_available()) throw std::invalid_argument("int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
+// The x86 versions exist only in x86 builds; elsewhere active_isa() is always portable.
+#if PRUNQ_X86
+#define PRUNQ_X86_ONLY(fn) fn
+#else
+#define PRUNQ_X86_ONLY(fn) nullptr
+#endif
+
+template <class Args> struct KernelOf { using type = void (*)(const Args&); };  // not deduced
+
+template <class Args>
+void run_for(Isa isa, const Args& a, typename KernelOf<Args>::type portable, typename KernelOf<Args>::type avx2,
+             typename KernelOf<Args>::type avx512) {
+  if (isa == Isa::avx512 && avx512) return avx512(a);
+  if (isa == Isa::avx2 && avx2) return avx2(a);
+  portable(a);
 }
 
 void quantize_per_token(const QuantizeArgs& a) {
-#if PRUNQ_X86
-  switch (family_isa()) {
-    case Isa::avx512: return quantize_per_token_avx512(a);
-    case Isa::avx2: return quantize_per_token_avx2(a);
-    case Isa::portable: break;
-  }
-#endif
-  quantize_per_token_portable(a);
+  run_for(family_isa(), a, quantize_per_token_portable, PRUNQ_X86_ONLY(quantize_per_token_avx2),
+          PRUNQ_X86_ONLY(quantize_per_token_avx512));
 }
 
 int64_t vnni_padded_n(int64_t n) { return (n + kVnniPanel - 1) / kVnniPanel * kVnniPanel; }
@@ -84,31 +91,16 @@ void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32
 }
 
 void int8_gemm(const Int8GemmArgs& a) {
-  if (a.w_colsum) {
-    check_vnni_packed();
-#if PRUNQ_X86
-    return int8_gemm_avx512(a);
-#endif
-  }
-#if PRUNQ_X86
-  switch (family_isa()) {
-    case Isa::avx512: return int8_gemm_avx512(a);
-    case Isa::avx2: return int8_gemm_avx2(a);
-    case Isa::portable: break;
-  }
-#endif
-  int8_gemm_portable(a);
+  if (a.w_colsum && !vnni_available())
+    throw std::invalid_argument("int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
+  // A packed weight is only ever read by the AVX-512 kernel.
+  run_for(a.w_colsum ? Isa::avx512 : family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2),
+          PRUNQ_X86_ONLY(int8_gemm_avx512));
 }
 
 void int8_weight_only_gemm(const WeightOnlyArgs& a) {
-#if PRUNQ_X86
-  switch (family_isa()) {
-    case Isa::avx512: return int8_weight_only_gemm_avx512(a);
-    case Isa::avx2: return int8_weight_only_gemm_avx2(a);
-    case Isa::portable: break;
-  }
-#endif
-  int8_weight_only_gemm_portable(a);
+  run_for(family_isa(), a, int8_weight_only_gemm_portable, PRUNQ_X86_ONLY(int8_weight_only_gemm_avx2),
+          PRUNQ_X86_ONLY(int8_weight_only_gemm_avx512));
 }
 
 }  // namespace prunq::cpu
