@@ -1,7 +1,7 @@
 """INT8 GEMM (W8A8 dynamic and weight-only) against what a user would run instead.
 
     python -m bench.bench_int8_gemm [--quick]     comparison table (Markdown), CPU
-    pytest bench/bench_int8_gemm.py               pytest-benchmark cases
+    pytest bench/test_bench_int8_gemm.py          pytest-benchmark cases
 
 W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) against
 torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import warnings
 
-import pytest
 import torch
 from torch import nn
 
-from bench.harness import interleaved_medians, machine_description, print_table
 from prunq.nn import Int8Linear
-from tests.shapes import GEMM_BENCH
+
+from .harness import Table, interleaved_medians, machine_description
+from .shapes import GEMM, GEMM_QUICK
 
 
 def fbgemm_dynamic(linear: nn.Linear) -> nn.Module:
@@ -62,34 +62,27 @@ def candidates(m, k, n):
     return fns
 
 
-def compare(quick: bool) -> str:
-    rows = []
-    for m, k, n in GEMM_BENCH:
+def compare(quick: bool) -> Table:
+    table = Table(f"INT8 GEMM against fbgemm, torch._int_mm and float Linear: {machine_description('cpu')}",
+                  ["M x K x N", "w8a8 ms", "w8a8 TOPS", "fbgemm ms", "vs fbgemm", "vs _int_mm",
+                   "vs fp32", "vs bf16", "weight-only ms", "weight-only vs bf16"], baseline="fbgemm dynamic")
+    for m, k, n in GEMM_QUICK if quick else GEMM:
         repeats = 3 if quick or m * k * n > 2**32 else 9
         with torch.no_grad():
             t = interleaved_medians(candidates(m, k, n), repeats)
         ops = 2 * m * k * n
         ours, wo = t["prunq w8a8"], t["prunq weight-only bf16"]
         int_mm = t.get("_int_mm + scaling")
-        rows.append([f"{m}x{k}x{n}", f"{ours * 1e3:.3f}", f"{ops / ours / 1e12:.2f}",
+        table.speedups[f"w8a8 {m}x{k}x{n}"] = t["fbgemm dynamic"] / ours
+        table.rows.append([f"{m}x{k}x{n}", f"{ours * 1e3:.3f}", f"{ops / ours / 1e12:.2f}",
                      f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
                      "-" if int_mm is None else f"{int_mm / ours:.2f}x",
                      f"{t['fp32 Linear'] / ours:.2f}x", f"{t['bf16 Linear'] / ours:.2f}x",
                      f"{wo * 1e3:.3f}", f"{t['bf16 Linear'] / wo:.2f}x"])
-    print(f"device: {machine_description('cpu')}")
-    return print_table(["M x K x N", "w8a8 ms", "w8a8 TOPS", "fbgemm ms", "vs fbgemm", "vs _int_mm",
-                        "vs fp32", "vs bf16", "weight-only ms", "weight-only vs bf16"], rows)
-
-
-@pytest.mark.parametrize("impl", ["prunq w8a8", "fbgemm dynamic", "bf16 Linear", "prunq weight-only bf16"])
-@pytest.mark.parametrize("m,k,n", GEMM_BENCH[:4])
-def test_int8_gemm(benchmark, impl, m, k, n):
-    fn = candidates(m, k, n)[impl]
-    with torch.no_grad():
-        benchmark(fn)
+    return table
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    compare(parser.parse_args().quick)
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
+    print(compare(parser.parse_args().quick).markdown())

@@ -1,7 +1,7 @@
 """Fused residual add + LayerNorm / RMSNorm against eager PyTorch (x + residual, then the norm).
 
     python -m bench.bench_layernorm [--device cpu|cuda] [--quick]   comparison table (Markdown)
-    pytest bench/bench_layernorm.py                                  pytest-benchmark cases
+    pytest bench/test_bench_layernorm.py                             pytest-benchmark cases
 
 Each call moves 4 * tokens * hidden elements (reads x and residual, writes out and sum); GB/s is
 that over the median time, and "% copy" compares it with a plain copy measured in the same run.
@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import itertools
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 import prunq
 from prunq._backend import use_backend
-from bench.harness import copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds, print_table
-from tests.shapes import NORM_BENCH_HIDDEN, NORM_BENCH_TOKENS
+
+from .harness import Table, copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds
+from .shapes import NORM_HIDDEN, NORM_QUICK, NORM_TOKENS
 
 MAX_ROTATE = 64
 
@@ -49,15 +49,20 @@ def timed_backends(device: str) -> list[str | None]:
     return ["cuda", "triton"] if device == "cuda" else [None]
 
 
-def compare(device: str, quick: bool) -> str:
-    copy = copy_bandwidth(device)
+def compare(device: str, quick: bool) -> Table:
+    copy = copy_bandwidth(device, (32 if quick else 256) << 20)
     backends = timed_backends(device)
-    rows = []
+    names = [f"prunq {b} us" if b else "prunq us" for b in backends]
+    table = Table(f"Fused add + norm against eager add + norm: {machine_description(device)}; "
+                  f"plain copy {copy / 1e9:.1f} GB/s",
+                  ["op", "dtype", "tokens x hidden", *names, "eager us", "speed-up (best)", "best GB/s", "% copy"],
+                  baseline="eager")
     repeats = 5 if quick else 15
-    for norm, dtype, tokens, hidden in itertools.product(
-            ["layer_norm", "rms_norm"], [torch.float32, torch.bfloat16], NORM_BENCH_TOKENS, NORM_BENCH_HIDDEN):
+    shapes = NORM_QUICK if quick else list(itertools.product(NORM_TOKENS, NORM_HIDDEN))
+    for norm, dtype, (tokens, hidden) in itertools.product(
+            ["layer_norm", "rms_norm"], [torch.float32, torch.bfloat16], shapes):
         moved = 4 * tokens * hidden * dtype.itemsize
-        rotate = min(MAX_ROTATE, copies_to_exceed_cache(moved, device))
+        rotate = 1 if quick else min(MAX_ROTATE, copies_to_exceed_cache(moved, device))
         sets, weight, bias = make_sets(tokens, hidden, dtype, device, rotate)
         ours, eager = candidates(norm, weight, bias, hidden)
         t_ours = []
@@ -67,35 +72,17 @@ def compare(device: str, quick: bool) -> str:
         t_eager = median_seconds(lambda i: eager(*sets[i]), device, rotate, repeats)
         best = min(t_ours)
         rate = moved / best
-        rows.append([norm, str(dtype).removeprefix("torch."), f"{tokens}x{hidden}",
-                     *(f"{t * 1e6:.1f}" for t in t_ours), f"{t_eager * 1e6:.1f}", f"{t_eager / best:.2f}x",
-                     f"{rate / 1e9:.1f}", f"{100 * rate / copy:.0f}%"])
-    print(f"device: {machine_description(device)}; plain copy {copy / 1e9:.1f} GB/s")
-    names = [f"prunq {b} us" if b else "prunq us" for b in backends]
-    return print_table(["op", "dtype", "tokens x hidden", *names, "eager us", "speed-up (best)",
-                        "best GB/s", "% copy"], rows)
-
-
-# --- pytest-benchmark cases ---------------------------------------------------------------------
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@pytest.mark.parametrize("impl", ["prunq", "eager"])
-@pytest.mark.parametrize("norm", ["layer_norm", "rms_norm"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("tokens,hidden", [(1, 768), (128, 768), (4096, 768), (4096, 4096)])
-def test_add_norm(benchmark, impl, norm, dtype, tokens, hidden):
-    (sets, weight, bias) = make_sets(tokens, hidden, dtype, DEVICE, 1)
-    ours, eager = candidates(norm, weight, bias, hidden)
-    fn = ours if impl == "prunq" else eager
-    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
-    benchmark(lambda: (fn(*sets[0]), sync()))
+        label = f"{norm} {str(dtype).removeprefix('torch.')} {tokens}x{hidden}"
+        table.rows.append([norm, str(dtype).removeprefix("torch."), f"{tokens}x{hidden}",
+                           *(f"{t * 1e6:.1f}" for t in t_ours), f"{t_eager * 1e6:.1f}", f"{t_eager / best:.2f}x",
+                           f"{rate / 1e9:.1f}", f"{100 * rate / copy:.0f}%"])
+        table.speedups[label] = t_eager / best
+    return table
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=DEVICE, choices=["cpu", "cuda"])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="the small shapes, fewer repeats")
     args = parser.parse_args()
-    compare(args.device, args.quick)
+    print(compare(args.device, args.quick).markdown())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -70,12 +71,20 @@ def machine_description(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Prints and returns a Markdown table."""
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |"
-             for line in [header, *rows]]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    text = "\n".join(lines)
-    print(text)
-    return text
+@dataclass
+class Table:
+    """One benchmark's results: the printed table, and prunq's speed-up over the baseline per row
+    (for the chart)."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    speedups: dict[str, float] = field(default_factory=dict)
+    baseline: str = ""
+
+    def markdown(self) -> str:
+        widths = [max(len(str(c)) for c in column) for column in zip(self.header, *self.rows)]
+        lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths)) + " |"
+                 for line in [self.header, *self.rows]]
+        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return f"{self.title}\n\n" + "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Named shape lists shared by tests and benchmarks."""
+"""Named shape lists for the tests (the benchmarks' shapes are in bench/shapes.py)."""
 
 # Hidden sizes of real models, and awkward ones: below a vector width, odd, primes, one past a
 # power of two.
@@ -8,12 +8,6 @@ HIDDEN_UNALIGNED = [1, 3, 15, 17, 31, 33, 127, 496, 769, 1023]
 # Rows for norms: empty, single (decode), odd, and a sweep across thread-split boundaries.
 ROWS = [0, 1, 2, 7, 130]
 
-# Benchmark shapes for the norm family: tokens x hidden.
-NORM_BENCH_TOKENS = [1, 128, 4096]
-NORM_BENCH_HIDDEN = [384, 768, 4096]
-
 # GEMM shapes (M, K, N). Unaligned K and N (not multiples of 4, 16, 64) and M from 0 up.
 GEMM_UNALIGNED = [(0, 64, 16), (1, 5, 3), (1, 496, 769), (2, 63, 65), (7, 100, 17), (33, 257, 130), (130, 1000, 64)]
 GEMM_M_SWEEP = list(range(0, 131))
-# Benchmark shapes: decode and prefill sizes of real models.
-GEMM_BENCH = [(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 4096), (2048, 4096, 11008)]

@@ -1,11 +1,14 @@
 """The `prunq` command, and importing prunq when a native module is missing."""
 
+import json
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
+import prunq
 from prunq.cli import main
 
 
@@ -22,9 +25,46 @@ def test_python_dash_m_prunq_info():
     assert "prunq._C" in result.stdout
 
 
-def test_demo_runs_and_checks_the_reference(capsys):
-    assert main(["demo", "--tokens", "64", "--hidden", "96"]) == 0
-    assert "sum exact: True" in capsys.readouterr().out
+def test_compress_on_the_real_minilm(tmp_path, capsys):
+    """The main job end to end on all-MiniLM-L6-v2: the table, the report, the chart and a model
+    file that loads back."""
+    assert main(["compress", "--recipe", "int8+emb8", "--runs", "1", "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "quantize_dynamic" in table and "int8+emb8" in table
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {"fp32", "quantize_dynamic", "int8+emb8"}
+    assert rows["fp32"]["cosine_mean"] == pytest.approx(1.0) and rows["fp32"]["neighbour_agreement"] == 1.0
+    assert rows["int8+emb8"]["cosine_mean"] > 0.99
+    assert rows["int8+emb8"]["size_bytes"] < 0.3 * rows["fp32"]["size_bytes"]
+    assert (tmp_path / "report.png").stat().st_size > 0
+
+    from prunq.evaluate import model as hf
+
+    _, fresh = hf.load(hf.default_model_dir())
+    loaded = prunq.load(tmp_path / "int8_emb8.safetensors", fresh)
+    assert loaded.prunq_compression["recipe"] == "int8+emb8"
+
+
+def test_compress_rejects_a_recipe_without_kernels(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", "--recipe", "2:4", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_compress_with_a_missing_model_directory(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compress", "--model", str(tmp_path / "nothing"), "--recipe", "int8", "--out", str(tmp_path)])
+    assert "not a Hugging Face model directory" in capsys.readouterr().err
+
+
+def test_bench_quick_writes_tables(tmp_path, capsys):
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    assert "speed-up" in capsys.readouterr().out
+    tables = json.loads((tmp_path / "bench.json").read_text())
+    assert len(tables) == 2 and all(table["rows"] and table["speedups"] for table in tables)
+    assert (tmp_path / "bench.png").stat().st_size > 0
 
 
 def test_import_without_native_modules_falls_back_to_the_reference():

@@ -9,10 +9,11 @@ import prunq
 from prunq import _native
 from prunq._backend import use_backend
 from prunq.formats.int8 import quantize_weight, vnni_pack
-from prunq.ops.int8_gemm import int8_linear_ref, int8_weight_only_linear_ref, quantize_per_token_ref
+from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
+                                 quantize_per_token_ref)
 
 from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
-from .tolerances import INT8_EPILOGUE, MIN_SQNR_DB, WEIGHT_ONLY
+from .tolerances import GELU_EPILOGUE, INT8_EPILOGUE, MIN_SQNR_DB, WEIGHT_ONLY
 
 FLOATS = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -106,6 +107,30 @@ def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
     got = prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
     assert got.dtype == dtype and got.shape == (m, n)
     torch.testing.assert_close(got, int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
+
+
+@pytest.mark.parametrize("out_dtype", FLOATS)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gemm_cases)
+def test_gelu_epilogue_matches_reference(cpu_isa, out_dtype, packed, case):
+    m, k, n = case["shape"]
+    g = torch.Generator().manual_seed(case["seed"])
+    x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
+    x_scale, w_scale = torch.rand(m, generator=g) * 0.002, torch.rand(n, generator=g) * 0.002
+    bias = torch.randn(n, generator=g)
+    w_packed, w_colsum = vnni_pack(w_q) if packed else (torch.empty(0, dtype=torch.int8), torch.empty(0, dtype=torch.int32))
+    got = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, "gelu")
+    want = int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, "gelu")
+    torch.testing.assert_close(got, want, **GELU_EPILOGUE[out_dtype])
+    assert (want < 0).any() or m * n < 20  # the negative side of GELU is exercised
+
+
+def test_gelu_epilogue_rejects_an_unknown_activation():
+    x_q, w_q = torch.zeros(2, 8, dtype=torch.int8), torch.zeros(4, 8, dtype=torch.int8)
+    w_packed, w_colsum = vnni_pack(w_q)
+    with pytest.raises(ValueError, match="activation"):
+        prunq.ops.int8_linear_prepacked(x_q, torch.ones(2), w_q, w_packed, w_colsum, torch.ones(4), None, None, "relu")
 
 
 def test_three_dimensional_inputs():

@@ -42,3 +42,12 @@ WEIGHT_ONLY = {
 
 # W8A8 against float nn.Linear: torchao's bar for int8 linear layers is an SQNR above 20 dB.
 MIN_SQNR_DB = 20.0
+
+# The GELU epilogue against GELU of the float64 reference: the kernels use std::erf (scalar
+# paths) or a rational approximation of erf a few ulp from it (AVX-512), on top of the epilogue's
+# own rounding.
+GELU_EPILOGUE = {
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5),
+    torch.float16: dict(rtol=2e-3, atol=1e-5),
+}

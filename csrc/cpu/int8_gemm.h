@@ -5,6 +5,7 @@
 //   weight-only:  y[m, n] = (sum_k x[m, k] * float(w[n, k])) * w_scale[n] + bias[n]
 // w is [N, K] row-major int8, x is [M, K] row-major; bias may be null.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "../common/dtypes.h"
@@ -20,6 +21,13 @@ struct QuantizeArgs {
   int num_threads;
 };
 
+// Applied to y in the epilogue. gelu: y * (1 + erf(y / sqrt(2))) / 2, the exact (erf) GELU.
+enum class Activation : int { none = 0, gelu = 1 };
+
+inline float activate(float y, Activation activation) {
+  return activation == Activation::gelu ? 0.5f * y * (1.f + std::erf(y * float(M_SQRT1_2))) : y;
+}
+
 struct Int8GemmArgs {
   const int8_t* x;
   const float* x_scale;
@@ -31,6 +39,7 @@ struct Int8GemmArgs {
   DType out_dtype;
   int64_t m, n, k;
   int num_threads;
+  Activation activation;
 };
 
 struct WeightOnlyArgs {

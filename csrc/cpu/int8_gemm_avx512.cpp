@@ -75,17 +75,46 @@ struct Dot {
 namespace prunq::cpu::avx512 {
 namespace {
 
+// erf(x) as x * P(x^2) / Q(x^2) on x clamped to [-4, 4] (beyond it erf is +-1 in fp32): the
+// rational approximation XLA and Eigen use for fp32, a few ulp from std::erf.
+inline Vec erf(Vec x) {
+  x = clamp(x, -4.f, 4.f);
+  const Vec x2 = x * x;
+  Vec p = fma(x2, Vec::splat(-2.72614225801306e-10f), Vec::splat(2.77068142495902e-08f));
+  for (float c : {-2.10102402082508e-06f, -5.69250639462346e-05f, -7.34990630326855e-04f, -2.95459980854025e-03f,
+                  -1.60960333262415e-02f})
+    p = fma(x2, p, Vec::splat(c));
+  Vec q = fma(x2, Vec::splat(-1.45660718464996e-05f), Vec::splat(-2.13374055278905e-04f));
+  for (float c : {-1.68282697438203e-03f, -7.37332916720468e-03f, -1.42647390514189e-02f}) q = fma(x2, q, Vec::splat(c));
+  return x * p / q;
+}
+
+inline Vec activate(Vec y, Activation activation) {
+  if (activation != Activation::gelu) return y;
+  const Vec half_y = y * Vec::splat(0.5f);
+  return fma(half_y, erf(y * Vec::splat(float(M_SQRT1_2))), half_y);
+}
+
 constexpr int kMaxRows = 6;  // 24 accumulators + 4 w registers + 1 broadcast of 32 zmm
 constexpr int64_t kRowPanelBytesPacked = 1 << 20;
+// K is walked in blocks of 256 so that the block of a w panel the row tiles share (64 x 256
+// bytes) stays in L1; between blocks a tile's accumulators wait in `partial` (MR x 64 int32).
+constexpr int64_t kBlockGroups = 64;
+
+struct KBlock {
+  int64_t g_begin, g_end;  // groups of 4 k
+  bool first, last;
+};
 
 template <int MR, class O>
-void vnni_tile(const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, const int32_t* colsum, const Int8GemmArgs& a,
-               int64_t m0, int64_t n0) {
+void vnni_tile(const uint8_t* xu, int64_t ldx, const int8_t* panel, KBlock kb, int32_t* partial,
+               const int32_t* colsum, const Int8GemmArgs& a, int64_t m0, int64_t n0) {
   __m512i c[MR][4];
-  for (auto& row : c)
-    for (auto& v : row) v = _mm512_setzero_si512();
-  const int64_t groups = kp / 4;
-  for (int64_t g = 0; g < groups; ++g) {
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < 4; ++j)
+      c[i][j] = kb.first ? _mm512_setzero_si512() : _mm512_loadu_si512(partial + i * kVnniPanel + j * 16);
+  for (int64_t g = kb.g_begin; g < kb.g_end; ++g) {
     const __m512i* wg = reinterpret_cast<const __m512i*>(panel + g * kVnniPanel * 4);
     const __m512i w0 = _mm512_loadu_si512(wg), w1 = _mm512_loadu_si512(wg + 1), w2 = _mm512_loadu_si512(wg + 2),
                   w3 = _mm512_loadu_si512(wg + 3);
@@ -99,6 +128,12 @@ void vnni_tile(const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, 
       c[i][2] = _mm512_dpbusd_epi32(c[i][2], xb, w2);
       c[i][3] = _mm512_dpbusd_epi32(c[i][3], xb, w3);
     }
+  }
+  if (!kb.last) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < 4; ++j) _mm512_storeu_si512(partial + i * kVnniPanel + j * 16, c[i][j]);
+    return;
   }
   // Spill the accumulators once, with constant indices, so that they stay in registers in the
   // loop above (a runtime index into `c` makes the compiler keep it in memory).
@@ -119,7 +154,7 @@ void vnni_tile(const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, 
     const Vec b = a.bias ? (n == 16 ? Vec::load(a.bias + col) : Vec::load(a.bias + col, n)) : Vec::zero();
     for (int i = 0; i < MR; ++i) {
       const Vec dot{_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(tile[i] + j * 16), bias128))};
-      const Vec y = fma(dot * Vec::splat(a.x_scale[m0 + i]), ws, b);
+      const Vec y = activate(fma(dot * Vec::splat(a.x_scale[m0 + i]), ws, b), a.activation);
       O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + col;
       if (n == 16) y.store(out); else y.store(out, n);
     }
@@ -127,12 +162,12 @@ void vnni_tile(const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, 
 }
 
 template <class O, int MR = kMaxRows>
-void vnni_tile_rows(int rows, const uint8_t* xu, int64_t ldx, int64_t kp, const int8_t* panel, const int32_t* colsum,
-                    const Int8GemmArgs& a, int64_t m0, int64_t n0) {
+void vnni_tile_rows(int rows, const uint8_t* xu, int64_t ldx, const int8_t* panel, KBlock kb, int32_t* partial,
+                    const int32_t* colsum, const Int8GemmArgs& a, int64_t m0, int64_t n0) {
   if constexpr (MR > 1) {
-    if (rows < MR) return vnni_tile_rows<O, MR - 1>(rows, xu, ldx, kp, panel, colsum, a, m0, n0);
+    if (rows < MR) return vnni_tile_rows<O, MR - 1>(rows, xu, ldx, panel, kb, partial, colsum, a, m0, n0);
   }
-  vnni_tile<MR, O>(xu, ldx, kp, panel, colsum, a, m0, n0);
+  vnni_tile<MR, O>(xu, ldx, panel, kb, partial, colsum, a, m0, n0);
 }
 
 template <class O>
@@ -151,14 +186,20 @@ void vnni_gemm(const Int8GemmArgs& a) {
   const int64_t row_panel = std::max<int64_t>(kMaxRows, kRowPanelBytesPacked / kp / kMaxRows * kMaxRows);
   // At least ~1M multiply-adds per thread before splitting pays.
   const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  const int64_t groups = kp / 4;
   parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
+    std::vector<int32_t> partial(
+        groups > kBlockGroups ? size_t(std::min(a.m, row_panel) + kMaxRows) * kVnniPanel : 0);
     for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
       const int64_t m1 = std::min(a.m, m0 + row_panel);
       for (int64_t p = p_begin; p < p_end; ++p) {
         const int8_t* panel = a.w + p * kVnniPanel * kp;
-        for (int64_t r = m0; r < m1; r += kMaxRows)
-          vnni_tile_rows<O>(int(std::min<int64_t>(kMaxRows, m1 - r)), xu.data() + r * ldx, ldx, kp, panel, a.w_colsum, a,
-                            r, p * kVnniPanel);
+        for (int64_t g = 0; g < groups; g += kBlockGroups) {
+          const KBlock kb{g, std::min(groups, g + kBlockGroups), g == 0, g + kBlockGroups >= groups};
+          for (int64_t r = m0; r < m1; r += kMaxRows)
+            vnni_tile_rows<O>(int(std::min<int64_t>(kMaxRows, m1 - r)), xu.data() + r * ldx, ldx, panel, kb,
+                              partial.data() + (r - m0) * kVnniPanel, a.w_colsum, a, r, p * kVnniPanel);
+        }
       }
     }
   });

@@ -98,7 +98,7 @@ void int8_gemm_typed(const Int8GemmArgs& a) {
       for (int j = 0; j < cols; ++j) {
         const int32_t dot = Dot::kBiasedW ? acc[i][j] - 128 * row_sums[m0 + i] : acc[i][j];
         const float y = float(dot) * a.x_scale[m0 + i] * a.w_scale[n0 + j] + (a.bias ? a.bias[n0 + j] : 0.f);
-        store_out<O>(a.out, (m0 + i) * a.n + n0 + j, y);
+        store_out<O>(a.out, (m0 + i) * a.n + n0 + j, activate(y, a.activation));
       }
   });
 }

@@ -3,5 +3,7 @@
 __version__ = "0.1.0"
 
 from . import nn, ops  # noqa: E402
+from .compress import compress  # noqa: E402
+from .serialize import load, save  # noqa: E402
 
-__all__ = ["__version__", "nn", "ops"]
+__all__ = ["__version__", "compress", "load", "nn", "ops", "save"]

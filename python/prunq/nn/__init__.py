@@ -1,6 +1,8 @@
-"""Swap-in modules: compressed replacements for nn.Linear and fused norm blocks."""
+"""Swap-in modules: compressed replacements for nn.Linear and nn.Embedding, and fused norm blocks."""
 
+from .int8_embedding import Int8Embedding
 from .int8_linear import Int8Linear
 from .layernorm import AddLayerNorm, AddRMSNorm
+from .lowrank_linear import LowRankLinear
 
-__all__ = ["AddLayerNorm", "AddRMSNorm", "Int8Linear"]
+__all__ = ["AddLayerNorm", "AddRMSNorm", "Int8Embedding", "Int8Linear", "LowRankLinear"]

@@ -2,7 +2,8 @@
 
 mode="dynamic": activations are quantized per token on the fly and the product runs on int8
 (W8A8). mode="weight_only": activations stay in floating point, weights are int8 (the decode
-case: a quarter of the fp32 weight bytes).
+case: a quarter of the fp32 weight bytes). activation="gelu" applies the exact GELU to the
+output inside the kernel's epilogue (dynamic mode; compress sets it for BERT's intermediate layer).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .. import ops
 from ..formats.int8 import quantize_weight, vnni_pack
 
 MODES = ("dynamic", "weight_only")
+ACTIVATIONS = ("none", "gelu")
 
 
 class Int8Linear(nn.Module):
@@ -21,11 +23,15 @@ class Int8Linear(nn.Module):
     bias [N] fp32 (if any). The CPU kernel's packed copy of w_q is rebuilt after loading a
     state_dict or moving the module, never saved."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, mode: str = "dynamic", device=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, mode: str = "dynamic", device=None,
+                 activation: str = "none"):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-        self.in_features, self.out_features, self.mode = in_features, out_features, mode
+        if activation not in ACTIVATIONS or (activation != "none" and mode != "dynamic"):
+            raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)} (gelu in dynamic mode only), "
+                             f"got {activation!r} in mode {mode!r}")
+        self.in_features, self.out_features, self.mode, self.activation = in_features, out_features, mode, activation
         self.register_buffer("w_q", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("w_scale", torch.zeros(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
@@ -47,6 +53,11 @@ class Int8Linear(nn.Module):
         module._repack()
         return module
 
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this module's shape (for prunq.load)."""
+        return {"type": "Int8Linear", "in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "mode": self.mode, "activation": self.activation}
+
     def _repack(self) -> None:
         self.w_packed, self.w_colsum = vnni_pack(self.w_q) if self.mode == "dynamic" else (None, None)
 
@@ -65,8 +76,9 @@ class Int8Linear(nn.Module):
             return ops.int8_weight_only_linear(x, self.w_q, self.w_scale, self.bias)
         x_q, x_scale = ops.quantize_per_token(x)
         return ops.int8_linear_prepacked(x_q, x_scale, self.w_q, self.w_packed, self.w_colsum, self.w_scale,
-                                         self.bias, x.dtype)
+                                         self.bias, x.dtype, self.activation)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, mode={self.mode}")
+                f"bias={self.bias is not None}, mode={self.mode}"
+                + (f", activation={self.activation}" if self.activation != "none" else ""))

@@ -13,7 +13,9 @@ x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or No
 
 On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
 faster AVX-512 VNNI kernel reads a packed copy (prunq.formats.int8.vnni_pack) that modules make
-once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q.
+once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q
+and an optional activation applied in the epilogue (activation="gelu": the exact, erf GELU of
+y, as in BERT's intermediate layer, saving a pass over the widest activation of the block).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ lib.define("int8_linear(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_scale, 
 lib.define("int8_weight_only_linear(Tensor x, Tensor w_q, Tensor w_scale, Tensor? bias) -> Tensor")
 lib.define(
     "int8_linear_prepacked(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_packed, Tensor w_colsum, "
-    "Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor"
+    "Tensor w_scale, Tensor? bias, ScalarType? out_dtype, str activation=\"none\") -> Tensor"
 )
+ACTIVATIONS = {"none": 0, "gelu": 1}
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -104,9 +107,15 @@ def _(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
 
 
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+
+
 @torch.library.register_fake("prunq::int8_linear_prepacked")
-def _(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
+def _(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    _check_activation(activation)
     return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
 
 
@@ -137,6 +146,12 @@ def int8_linear_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None):
     return y.to(out_dtype or torch.float32)
 
 
+def int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None, activation="none"):
+    """int8_linear_ref, then the activation on the float64 result."""
+    y = int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, torch.float64)
+    return (torch.nn.functional.gelu(y) if activation == "gelu" else y).to(out_dtype or torch.float32)
+
+
 def int8_weight_only_linear_ref(x, w_q, w_scale, bias=None):
     y = x.float() @ (w_q.float() * w_scale[:, None]).T
     if bias is not None:
@@ -161,7 +176,7 @@ def _cpu_quantize(x):
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
-def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None):
+def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None, activation="none"):
     """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None."""
     device = x_q.device
     x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, device)
@@ -176,7 +191,8 @@ def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None,
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
     out = torch.empty((x2.shape[0], n), dtype=out_dtype)
     _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), _native.address(colsum), ws.data_ptr(), _native.address(b),
-                        out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads())
+                        out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads(),
+                        ACTIVATIONS[activation])
     return out.view(*x_q.shape[:-1], n)
 
 
@@ -233,18 +249,21 @@ def _check_packed(w_q, w_packed, w_colsum):
         raise ValueError(f"w_packed: does not match w_q of shape {tuple(w_q.shape)}; pack it again with vnni_pack")
 
 
-def _int8_linear_prepacked_cpu(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
+def _int8_linear_prepacked_cpu(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    _check_activation(activation)
     if not _use_cpu_native():
-        return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+        return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
     _check_packed(w_q, w_packed, w_colsum)
     packed = w_packed.numel() > 0 and _native.C.vnni_available()
     return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32,
-                            w_packed if packed else None, w_colsum if packed else None)
+                            w_packed if packed else None, w_colsum if packed else None, activation)
 
 
-def _int8_linear_prepacked_other(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype):
-    return torch.ops.prunq.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+def _int8_linear_prepacked_other(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
+    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    _check_activation(activation)
+    return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
 
 
 def _weight_only_cpu(x, w_q, w_scale, bias):
@@ -294,10 +313,11 @@ def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_s
 
 def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_packed: torch.Tensor,
                           w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
-                          out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """int8_linear where the CPU kernel reads (w_packed, w_colsum) = vnni_pack(w_q); with empty
-    packed tensors, or on other devices, it is int8_linear on w_q."""
-    return torch.ops.prunq.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype)
+                          out_dtype: torch.dtype | None = None, activation: str = "none") -> torch.Tensor:
+    """int8_linear where the CPU kernel reads (w_packed, w_colsum) = vnni_pack(w_q), followed by
+    `activation` ("none" or "gelu"); with empty packed tensors, or on other devices, it reads w_q."""
+    return torch.ops.prunq.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype,
+                                                 activation)
 
 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,

@@ -1,0 +1,10 @@
+"""Benchmark shapes: decode and prefill sizes of real models. `--quick` runs the first ones."""
+
+# Norm family: tokens x hidden.
+NORM_TOKENS = [1, 128, 4096]
+NORM_HIDDEN = [384, 768, 4096]
+NORM_QUICK = [(1, 384), (128, 768), (4096, 384)]
+
+# GEMM (M, K, N).
+GEMM = [(1, 4096, 4096), (16, 4096, 4096), (128, 768, 3072), (512, 1024, 4096), (2048, 4096, 11008)]
+GEMM_QUICK = [(1, 1024, 1024), (16, 1024, 1024), (128, 384, 1536)]

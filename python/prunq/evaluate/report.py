@@ -1,0 +1,58 @@
+"""The table, JSON and chart of a prunq compress run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def print_table(report: dict) -> None:
+    batch, tokens = report["batch"]
+    print(f"\n{Path(report['model']).name} on {report['device']} ({report['threads']} threads), "
+          f"latency at batch {batch} x {tokens} tokens (median of {report['runs']}), "
+          f"fidelity over {report['sentences']} sentences against fp32\n")
+    header = f"{'model':<18} {'size MB':>8} {'latency ms':>11} {'vs fp32':>8} {'vs qdyn':>8} " \
+             f"{'cos mean':>9} {'cos min':>8} {'NN agree':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in report["rows"]:
+        versus_baseline = f"{row['speedup_vs_quantize_dynamic']:.2f}x" if row["speedup_vs_quantize_dynamic"] else "-"
+        print(f"{row['name']:<18} {row['size_bytes'] / 1e6:>8.1f} {row['latency_s'] * 1e3:>11.1f} "
+              f"{row['speedup_vs_fp32']:>7.2f}x {versus_baseline:>8} {row['cosine_mean']:>9.4f} "
+              f"{row['cosine_min']:>8.4f} {row['neighbour_agreement'] * 100:>8.1f}%")
+    print()
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def write_chart(report: dict, path: Path) -> bool:
+    """Size, latency and fidelity side by side; False (and no file) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [row["name"] for row in report["rows"]]
+    panels = (("size on disk (MB)", [row["size_bytes"] / 1e6 for row in report["rows"]]),
+              ("latency (ms)", [row["latency_s"] * 1e3 for row in report["rows"]]),
+              ("nearest-neighbour agreement (%)", [row["neighbour_agreement"] * 100 for row in report["rows"]]))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.45 * len(names) + 1.8))
+    for axis, (title, values) in zip(axes, panels):
+        axis.barh(names, values, color="#4c72b0")
+        axis.set_title(title)
+        axis.invert_yaxis()
+        for y, value in enumerate(values):
+            axis.text(value, y, f" {value:.1f}", va="center", fontsize=8)
+        axis.margins(x=0.2)
+    for axis in axes[1:]:
+        axis.set_yticklabels([])
+    figure.suptitle(f"{Path(report['model']).name}: batch {report['batch'][0]} x {report['batch'][1]} tokens, "
+                    f"{report['device']}, {report['threads']} threads")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True

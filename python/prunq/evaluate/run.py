@@ -1,0 +1,88 @@
+"""prunq compress: compress a real model with each recipe and report size, speed and fidelity."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from .. import compress, save
+from ..compress.recipe import parse_recipe
+from . import corpus, model as hf
+from .fidelity import fidelity
+from .latency import median_latencies
+from .report import write_chart, write_json, print_table
+
+DEFAULT_RECIPES = ("int8", "int8+emb8", "int8-weight-only", "lowrank:0.5", "lowrank:0.5+int8")
+FLOAT, BASELINE = "fp32", "quantize_dynamic"
+EVALUATE, CALIBRATE = 512, 128  # corpus sentences for fidelity, and held-out ones for calibration
+
+
+def _quantize_dynamic(model: torch.nn.Module) -> torch.nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: int, batch_size: int = 32,
+        tokens: int = 128) -> dict:
+    for recipe in recipes:
+        parse_recipe(recipe)  # every recipe checked before any work starts
+    model_dir = Path(model_dir) if model_dir else hf.default_model_dir()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+
+    log(f"loading {model_dir}")
+    tokenizer, float_model = hf.load(model_dir, device)
+    pooling = hf.pooling_mode(model_dir)
+    texts = corpus.sentences(EVALUATE + CALIBRATE)
+    evaluate, calibrate = texts[:EVALUATE], texts[EVALUATE:]
+    eval_batches = [hf.tokenize(tokenizer, evaluate[i:i + batch_size], device) for i in range(0, len(evaluate), batch_size)]
+    calibration = [hf.tokenize(tokenizer, calibrate[i:i + batch_size], device) for i in range(0, len(calibrate), batch_size)]
+    timed_batch = hf.tokenize(tokenizer, (evaluate * 2)[:batch_size], device, tokens, pad_to_max=True)
+    reference = hf.embed(float_model, eval_batches, pooling)
+
+    models = {FLOAT: float_model}
+    sizes = {FLOAT: _saved_size(float_model, out_dir / "fp32.safetensors")}
+    if device == "cpu":
+        models[BASELINE] = _quantize_dynamic(float_model)
+        torch.save(models[BASELINE].state_dict(), out_dir / "quantize_dynamic.pt")
+        sizes[BASELINE] = os.path.getsize(out_dir / "quantize_dynamic.pt")
+    for recipe in recipes:
+        log(f"compressing with {recipe}")
+        compressed = compress(copy.deepcopy(float_model), recipe, calibration=calibration)
+        sizes[recipe] = _saved_size(compressed, out_dir / f"{_file_name(recipe)}.safetensors")
+        models[recipe] = compressed
+
+    log(f"embedding {len(evaluate)} sentences with each model")
+    quality = {name: fidelity(reference, hf.embed(model, eval_batches, pooling)) for name, model in models.items()}
+    log(f"timing batch {batch_size} x {tokens} tokens, median of {runs} runs, {torch.get_num_threads()} threads")
+    latency = median_latencies(models, timed_batch, runs, device)
+
+    report = {
+        "model": str(model_dir), "device": device, "threads": torch.get_num_threads(),
+        "batch": [batch_size, tokens], "runs": runs, "sentences": len(evaluate),
+        "rows": [{"name": name, "size_bytes": sizes[name], "latency_s": latency[name],
+                  "speedup_vs_fp32": latency[FLOAT] / latency[name],
+                  "speedup_vs_quantize_dynamic": latency[BASELINE] / latency[name] if BASELINE in latency else None,
+                  **quality[name]} for name in models],
+    }
+    print_table(report)
+    write_json(report, out_dir / "report.json")
+    chart = write_chart(report, out_dir / "report.png")
+    log(f"wrote {out_dir}/: one .safetensors per model, report.json" + (", report.png" if chart else ""))
+    return report
+
+
+def _file_name(recipe: str) -> str:
+    return recipe.replace("+", "_").replace(":", "-")
+
+
+def _saved_size(model: torch.nn.Module, path: Path) -> int:
+    save(model, path)
+    return os.path.getsize(path)

@@ -1,0 +1,109 @@
+"""prunq.compress on small BERT, GPT-2 and Llama models: every recipe, norm and GELU fusion,
+include / exclude, and recipe errors."""
+
+import pytest
+import torch
+from torch import nn
+
+import prunq
+from prunq.compress.fuse_norms import fuse_norms
+from prunq.compress.recipe import parse_recipe
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
+
+from .models import ARCHITECTURES, cosine, run, tiny_model
+
+IDS = torch.randint(0, 100, (2, 11), generator=torch.Generator().manual_seed(0))
+
+# The cosine between compressed and float outputs each recipe must reach on these models. int8
+# steps lose about 1/254 of each value's range; low rank loses far more on random weights, whose
+# flat singular spectra are the worst case for truncation (a trained model's decay faster).
+EXPECTED_COSINE = {"int8": 0.995, "int8-weight-only": 0.999, "int8+emb8": 0.995,
+                   "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75}
+
+
+@pytest.mark.parametrize("recipe", list(EXPECTED_COSINE))
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_each_recipe_stays_close_to_the_float_model(kind, recipe):
+    reference = run(tiny_model(kind), IDS)
+    model = prunq.compress(tiny_model(kind), recipe, show_progress=False)
+    assert cosine(run(model, IDS), reference) > EXPECTED_COSINE[recipe]
+    plan = parse_recipe(recipe)
+    kinds = {type(m) for m in model.modules()}
+    assert (Int8Linear in kinds) == (plan.quantize is not None)
+    assert (LowRankLinear in kinds) == (plan.lowrank is not None)
+    assert (Int8Embedding in kinds) == plan.embeddings
+    assert model.prunq_compression["recipe"] == recipe
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_norm_fusion_alone_gives_the_same_outputs(kind):
+    model = tiny_model(kind)
+    reference = run(model, IDS)
+    fused = fuse_norms(model)
+    assert len(fused) == (4 if kind == "bert" else 2)
+    norm_type = AddRMSNorm if kind == "llama" else AddLayerNorm
+    assert sum(isinstance(m, norm_type) for m in model.modules()) == len(fused)
+    torch.testing.assert_close(run(model, IDS), reference, rtol=1e-5, atol=1e-5)
+    assert fuse_norms(model) == []  # fusing twice changes nothing
+
+
+def test_bert_gelu_moves_into_the_int8_epilogue():
+    model = prunq.compress(tiny_model("bert"), "int8", show_progress=False)
+    intermediates = [m for name, m in model.named_modules() if name.endswith("intermediate")]
+    assert intermediates and all(m.dense.activation == "gelu" for m in intermediates)
+    assert all(m.activation == "none" for name, m in model.named_modules()
+               if isinstance(m, Int8Linear) and "intermediate" not in name)
+    assert len(model.prunq_compression["gelu_fused"]) == len(intermediates)
+
+
+def test_weight_only_keeps_the_gelu_outside():
+    model = prunq.compress(tiny_model("bert"), "int8-weight-only", show_progress=False)
+    assert model.prunq_compression["gelu_fused"] == []
+
+
+def test_heads_are_left_alone_by_default_and_include_exclude_select():
+    model = prunq.compress(tiny_model("gpt2"), "int8", show_progress=False)
+    assert isinstance(model.lm_head, nn.Linear) and model.lm_head.weight is model.transformer.wte.weight
+    bert = prunq.compress(tiny_model("bert"), "int8", show_progress=False)
+    assert isinstance(bert.pooler.dense, nn.Linear)
+
+    only_attention = prunq.compress(tiny_model("bert"), "int8", include=["*attention*"], show_progress=False)
+    quantized = {name for name, m in only_attention.named_modules() if isinstance(m, Int8Linear)}
+    assert quantized and all("attention" in name for name in quantized)
+    assert isinstance(only_attention.encoder.layer[0].intermediate.dense, nn.Linear)
+
+    no_values = prunq.compress(tiny_model("bert"), "int8", exclude=["*.value"], show_progress=False)
+    assert isinstance(no_values.encoder.layer[0].attention.self.value, nn.Linear)
+    assert isinstance(no_values.pooler.dense, Int8Linear)  # a user's exclude list replaces the default
+
+
+def test_calibration_runs_batches_through_the_model():
+    model = tiny_model("bert")
+    batches = [{"input_ids": IDS}, {"input_ids": IDS.flip(1)}]
+    calibrated = prunq.compress(model, "lowrank:0.5", calibration=batches, show_progress=False)
+    assert cosine(run(calibrated, IDS), run(tiny_model("bert"), IDS)) > 0.9
+    with pytest.raises(TypeError, match="calibration"):
+        prunq.compress(tiny_model("bert"), "lowrank:0.5", calibration=[[1, 2]], show_progress=False)
+    with pytest.raises(ValueError, match="no batches"):
+        prunq.compress(tiny_model("bert"), "lowrank:0.5", calibration=[], show_progress=False)
+
+
+@pytest.mark.parametrize("recipe,message", [
+    ("2:4", "not available yet"), ("csr:0.9", "not available yet"), ("binary", "not available yet"),
+    ("2:4+int8", "not available yet"), ("int8+int8-weight-only", "quantizes twice"), ("lowrank:2", r"\(0, 1\]"),
+    ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
+])
+def test_bad_recipes_are_clear_errors(recipe, message):
+    model = tiny_model("bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        prunq.compress(model, recipe, show_progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compressing_twice_is_an_error():
+    model = prunq.compress(tiny_model("bert"), "int8", show_progress=False)
+    with pytest.raises(ValueError, match="already compressed"):
+        prunq.compress(model, "int8", show_progress=False)
+    with pytest.raises(TypeError, match="nn.Module"):
+        prunq.compress("bert", "int8")
