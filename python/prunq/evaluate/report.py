@@ -8,7 +8,7 @@ from pathlib import Path
 
 def print_table(report: dict) -> None:
     batch, tokens = report["batch"]
-    print(f"\n{Path(report['model']).name} on {report['device']} ({report['threads']} threads), "
+    print(f"\n{report['model']} on {report['device']} ({report['threads']} threads), "
           f"latency at batch {batch} x {tokens} tokens (median of {report['runs']}), "
           f"fidelity over {report['sentences']} sentences against fp32\n")
     header = f"{'model':<18} {'size MB':>8} {'latency ms':>11} {'vs fp32':>8} {'vs qdyn':>8} " \
@@ -50,7 +50,7 @@ def write_chart(report: dict, path: Path) -> bool:
         axis.margins(x=0.2)
     for axis in axes[1:]:
         axis.set_yticklabels([])
-    figure.suptitle(f"{Path(report['model']).name}: batch {report['batch'][0]} x {report['batch'][1]} tokens, "
+    figure.suptitle(f"{report['model']}: batch {report['batch'][0]} x {report['batch'][1]} tokens, "
                     f"{report['device']}, {report['threads']} threads")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -32,6 +32,7 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
         tokens: int = 128) -> dict:
     for recipe in recipes:
         parse_recipe(recipe)  # every recipe checked before any work starts
+    model_name = Path(model_dir).name if model_dir else "all-MiniLM-L6-v2"
     model_dir = Path(model_dir) if model_dir else hf.default_model_dir()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
     latency = median_latencies(models, timed_batch, runs, device)
 
     report = {
-        "model": str(model_dir), "device": device, "threads": torch.get_num_threads(),
+        "model": model_name, "model_dir": str(model_dir), "device": device, "threads": torch.get_num_threads(),
         "batch": [batch_size, tokens], "runs": runs, "sentences": len(evaluate),
         "rows": [{"name": name, "size_bytes": sizes[name], "latency_s": latency[name],
                   "speedup_vs_fp32": latency[FLOAT] / latency[name],
