@@ -52,6 +52,19 @@ void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, 
   cpu::int8_gemm(args);
 }
 
+void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale,
+                       uintptr_t bias, uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads,
+                       int activation) {
+  check(m >= 0 && n >= 0 && k >= 0, "int8_dynamic_gemm: negative size");
+  check(activation == 0 || activation == 1, "int8_dynamic_gemm: activation must be 0 (none) or 1 (gelu)");
+  cpu::Int8GemmArgs args{nullptr, as_ptr<const float>(x_scale), as_ptr<const int8_t>(w), as_ptr<const int32_t>(w_colsum),
+                         as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
+                         dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads, cpu::Activation(activation)};
+  const DType x_dtype = dtype_from_code(dtype, "dtype");
+  py::gil_scoped_release release;
+  cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<float>(x_scale), args);
+}
+
 void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
                            int64_t m, int64_t n, int64_t k, int num_threads) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_weight_only_gemm: negative size");
@@ -83,6 +96,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"), py::arg("bias"),
         py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"),
         py::arg("activation") = 0);
+  m.def("int8_dynamic_gemm", &int8_dynamic_gemm,
+        "int8_gemm with the per-token quantization of a float x fused in (x_scale is written)",
+        py::arg("x"), py::arg("dtype"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"),
+        py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"),
+        py::arg("num_threads"), py::arg("activation"));
   m.def("vnni_available", &cpu::vnni_available, "whether int8_gemm takes VNNI-packed weights here");
   m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
     return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));

@@ -12,6 +12,7 @@ from prunq.formats.int8 import quantize_weight, vnni_pack
 from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
                                  quantize_per_token_ref)
 
+from .conftest import requires_cuda
 from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
 from .tolerances import GELU_EPILOGUE, INT8_EPILOGUE, MIN_SQNR_DB, WEIGHT_ONLY
 
@@ -109,6 +110,40 @@ def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
     torch.testing.assert_close(got, int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=gemm_cases)
+def test_dynamic_linear_is_quantize_then_linear(cpu_isa, dtype, packed, activation, case):
+    """The fused op gives exactly what its two steps give, on every CPU path."""
+    m, k, n = case["shape"]
+    g = torch.Generator().manual_seed(case["seed"])
+    x = (torch.randn(m, k, generator=g) * 2).to(dtype)
+    if case["noncontiguous"]:
+        x = strided(x)
+    w_q = random_int8(n, k, generator=g)
+    w_scale, bias = torch.rand(n, generator=g) * 0.002, torch.randn(n, generator=g)
+    w_packed, w_colsum = vnni_pack(w_q) if packed else (torch.empty(0, dtype=torch.int8), torch.empty(0, dtype=torch.int32))
+    got = prunq.ops.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation)
+    x_q, x_scale = prunq.ops.quantize_per_token(x)
+    two_steps = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, dtype, activation)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
+
+
+def test_dynamic_linear_matches_its_reference_in_three_dimensions():
+    from prunq.ops.int8_gemm import int8_dynamic_linear_prepacked_ref
+
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 9, 130, generator=g)
+    w_q, w_scale = quantize_weight(torch.randn(70, 130, generator=g))
+    got = prunq.ops.int8_dynamic_linear_prepacked(x, w_q, *vnni_pack(w_q), w_scale, None, "gelu")
+    assert got.shape == (2, 9, 70)
+    torch.testing.assert_close(got, int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, None, "gelu"),
+                               **GELU_EPILOGUE[torch.float32])
+
+
 @pytest.mark.parametrize("out_dtype", FLOATS)
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -175,7 +210,7 @@ def test_large_k_beyond_fp32_exact_range():
     torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), expected, **INT8_EPILOGUE[torch.float32])
 
 
-@pytest.mark.parametrize("op", ["quantize_per_token", "int8_linear", "int8_linear_prepacked", "int8_weight_only_linear"])
+@pytest.mark.parametrize("op", ["quantize_per_token", "int8_linear", "int8_linear_prepacked", "int8_dynamic_linear_prepacked", "int8_weight_only_linear"])
 def test_opcheck(op):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 3, 72, generator=g)
@@ -187,9 +222,97 @@ def test_opcheck(op):
         "quantize_per_token": (x,),
         "int8_linear": (q, s, w_q, w_scale, bias, torch.bfloat16),
         "int8_linear_prepacked": (q, s, w_q, packed, colsum, w_scale, None, None),
+        "int8_dynamic_linear_prepacked": (x, w_q, packed, colsum, w_scale, bias, "gelu"),
         "int8_weight_only_linear": (x, w_q, w_scale, bias),
     }[op]
     torch.library.opcheck(getattr(torch.ops.prunq, op).default, args)
+
+
+TRITON_SHAPES = [(0, 16, 8), (1, 5, 3), (7, 100, 17), (33, 257, 130)]
+
+
+def run_on(device, backend):
+    """The tests below call the ops on `device` with the path forced (Triton runs through its
+    interpreter on CPU tensors)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    if backend == "triton" and not prunq._backend.triton_usable()[0]:
+        pytest.skip(prunq._backend.triton_usable()[1])
+    return use_backend(backend)
+
+
+GPU_PATHS = [("cpu", "triton"), pytest.param("cuda", "triton", marks=requires_cuda),
+             pytest.param("cuda", None, marks=requires_cuda)]
+
+
+@pytest.mark.parametrize("device,backend", GPU_PATHS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_triton_quantize_is_exact(device, backend, dtype):
+    g = torch.Generator().manual_seed(2)
+    for m, k, _ in TRITON_SHAPES:
+        x = (torch.randn(m, k, generator=g) * 3).to(dtype)
+        if m > 2:
+            x[1] = 0
+            x[2, k // 2] = float("nan")
+        with run_on(device, backend):
+            q, scale = prunq.ops.quantize_per_token(x.to(device))
+        want_q, want_scale = quantize_per_token_ref(x)
+        finite = ~want_scale.isnan()
+        assert torch.equal(q.cpu()[finite], want_q[finite])
+        torch.testing.assert_close(scale.cpu(), want_scale, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("device,backend", GPU_PATHS)
+@pytest.mark.parametrize("out_dtype", FLOATS)
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_triton_int8_linear_matches_reference(device, backend, out_dtype, activation):
+    g = torch.Generator().manual_seed(3)
+    for m, k, n in TRITON_SHAPES:
+        x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
+        x_scale, w_scale, bias = torch.rand(m, generator=g) * 0.002, torch.rand(n, generator=g) * 0.002, torch.randn(n, generator=g)
+        empty = torch.empty(0, dtype=torch.int8, device=device), torch.empty(0, dtype=torch.int32, device=device)
+        with run_on(device, backend):
+            args = [t.to(device) for t in (x_q, x_scale, w_q)]
+            got = prunq.ops.int8_linear_prepacked(*args, *empty, w_scale.to(device), bias.to(device), out_dtype, activation)
+            if activation == "none":
+                plain = prunq.ops.int8_linear(*args, w_scale.to(device), bias.to(device), out_dtype)
+                torch.testing.assert_close(plain, got, rtol=0, atol=0)
+        want = int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
+        tolerance = GELU_EPILOGUE if activation == "gelu" else INT8_EPILOGUE
+        torch.testing.assert_close(got.cpu(), want, **tolerance[out_dtype])
+
+
+@pytest.mark.parametrize("device,backend", GPU_PATHS)
+def test_triton_dynamic_linear_is_quantize_then_linear(device, backend):
+    g = torch.Generator().manual_seed(5)
+    x, w_q = torch.randn(33, 257, generator=g), random_int8(130, 257, generator=g)
+    w_scale, bias = torch.rand(130, generator=g) * 0.002, torch.randn(130, generator=g)
+    empty = torch.empty(0, dtype=torch.int8, device=device), torch.empty(0, dtype=torch.int32, device=device)
+    with run_on(device, backend):
+        args = [t.to(device) for t in (w_q,)]
+        got = prunq.ops.int8_dynamic_linear_prepacked(x.to(device), *args, *empty, w_scale.to(device), bias.to(device))
+        x_q, x_scale = prunq.ops.quantize_per_token(x.to(device))
+        two_steps = prunq.ops.int8_linear(x_q, x_scale, *args, w_scale.to(device), bias.to(device))
+    torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device,backend", GPU_PATHS)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_triton_weight_only_matches_reference(device, backend, dtype):
+    g = torch.Generator().manual_seed(4)
+    for m, k, n in TRITON_SHAPES:
+        x, w_q = torch.randn(m, k, generator=g).to(dtype), random_int8(n, k, generator=g)
+        w_scale, bias = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)
+        with run_on(device, backend):
+            got = prunq.ops.int8_weight_only_linear(strided(x).to(device), w_q.to(device), w_scale.to(device),
+                                                    bias.to(device))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.cpu(), int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
+
+
+def test_forced_cuda_backend_on_cpu_tensors_is_an_error():
+    with use_backend("cuda"), pytest.raises(RuntimeError, match="no such kernel"):
+        prunq.ops.quantize_per_token(torch.randn(2, 8))
 
 
 def test_reference_backend():

@@ -1,6 +1,7 @@
 #include "int8_gemm.h"
 
 #include <stdexcept>
+#include <vector>
 
 #include "../common/cpu_features.h"
 #include "vec_portable.h"
@@ -96,6 +97,20 @@ void int8_gemm(const Int8GemmArgs& a) {
   // A packed weight is only ever read by the AVX-512 kernel.
   run_for(a.w_colsum ? Isa::avx512 : family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2),
           PRUNQ_X86_ONLY(int8_gemm_avx512));
+}
+
+void int8_dynamic_gemm(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& a) {
+  if (a.w_colsum) {
+#if PRUNQ_X86
+    if (vnni_available()) return int8_dynamic_vnni_avx512(x, dtype, x_scale, a);
+#endif
+    throw std::invalid_argument("int8_dynamic_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
+  }
+  std::vector<int8_t> q(size_t(a.m * a.k));
+  quantize_per_token(QuantizeArgs{x, dtype, q.data(), x_scale, a.m, a.k, a.num_threads});
+  Int8GemmArgs quantized = a;
+  quantized.x = q.data();
+  int8_gemm(quantized);
 }
 
 void int8_weight_only_gemm(const WeightOnlyArgs& a) {

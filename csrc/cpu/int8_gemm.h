@@ -67,6 +67,11 @@ bool vnni_available();
 void quantize_per_token(const QuantizeArgs& args);
 void int8_gemm(const Int8GemmArgs& args);
 void int8_weight_only_gemm(const WeightOnlyArgs& args);
+// int8_gemm with the per-token quantization of x (float, `dtype`) fused in: args.x is ignored and
+// the scales are written to x_scale, which args.x_scale must point at. With a packed w the rows
+// are quantized straight into the unsigned layout the VNNI kernel reads.
+void int8_dynamic_gemm(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& args);
+void int8_dynamic_vnni_avx512(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \

@@ -173,14 +173,12 @@ void vnni_tile_rows(int rows, const uint8_t* xu, int64_t ldx, const int8_t* pane
   vnni_tile<MR, O>(xu, ldx, panel, kb, partial, colsum, a, m0, n0);
 }
 
-template <class O>
-void vnni_gemm(const Int8GemmArgs& a) {
-  const int64_t kp = vnni_padded_k(a.k);
-  // x as unsigned bytes (x + 128), rows padded to kp (the padding meets zero weights). The row
-  // stride is one cache line more than a multiple of 64, so the MR rows a tile reads in step do
-  // not all fall into the same L1 set.
-  const int64_t ldx = (kp + 63) / 64 * 64 + 64;
-  // Only [0, kp) of each row is read; the bytes past k meet zero weights, so they stay unset.
+// x as unsigned bytes (x + 128) in rows of ldx bytes, of which [0, kp) are read. The row stride
+// is one cache line more than a multiple of 64, so the MR rows a tile reads in step do not all
+// fall into the same L1 set. Bytes from k to kp meet zero weights, so any value does.
+inline int64_t vnni_row_stride(int64_t kp) { return (kp + 63) / 64 * 64 + 64; }
+
+std::unique_ptr<uint8_t[]> unsigned_rows(const Int8GemmArgs& a, int64_t kp, int64_t ldx) {
   std::unique_ptr<uint8_t[]> xu(new uint8_t[size_t(a.m * ldx)]);
   parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / kp, [&](int64_t b, int64_t e) {
     const __m512i flip = _mm512_set1_epi8(char(0x80));
@@ -193,6 +191,43 @@ void vnni_gemm(const Int8GemmArgs& a) {
       }
     }
   });
+  return xu;
+}
+
+// quantize_per_token's math (see int8_gemm_kernel.h), storing q + 128 as unsigned bytes.
+template <class T>
+std::unique_ptr<uint8_t[]> quantized_unsigned_rows(const T* x, float* x_scale, const Int8GemmArgs& a, int64_t kp,
+                                                   int64_t ldx) {
+  std::unique_ptr<uint8_t[]> xu(new uint8_t[size_t(a.m * ldx)]);
+  const int64_t k = a.k;
+  parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 14) / kp, [&](int64_t b, int64_t e) {
+    const __m512i offset = _mm512_set1_epi32(128);
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * k;
+      uint8_t* dst = xu.get() + r * ldx;
+      Vec peak = Vec::zero();
+      for (int64_t i = 0; i < k; i += Vec::width) {
+        const int n = int(std::min<int64_t>(Vec::width, k - i));
+        peak = max(peak, abs(n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)));
+      }
+      const float absmax = peak.hmax();
+      x_scale[r] = absmax / 127.f;
+      const Vec inv = Vec::splat(absmax > 0.f ? 127.f / absmax : 0.f);
+      for (int64_t i = 0; i < k; i += Vec::width) {
+        const int n = int(std::min<int64_t>(Vec::width, k - i));
+        const Vec q = (n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)) * inv;
+        const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(q.v), offset);
+        _mm_mask_storeu_epi8(dst + i, __mmask16((1u << n) - 1), _mm512_cvtusepi32_epi8(biased));
+      }
+    }
+  });
+  return xu;
+}
+
+// The GEMM on x already in the unsigned layout (unsigned_rows or quantized_unsigned_rows).
+template <class O>
+void vnni_gemm(const Int8GemmArgs& a, const uint8_t* xu, int64_t ldx) {
+  const int64_t kp = vnni_padded_k(a.k);
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(kMaxRows, kRowPanelBytesPacked / kp / kMaxRows * kMaxRows);
   // At least ~1M multiply-adds per thread before splitting pays.
@@ -208,7 +243,7 @@ void vnni_gemm(const Int8GemmArgs& a) {
         for (int64_t g = 0; g < groups; g += kBlockGroups) {
           const KBlock kb{g, std::min(groups, g + kBlockGroups), g == 0, g + kBlockGroups >= groups};
           for (int64_t r = m0; r < m1; r += kMaxRows)
-            vnni_tile_rows<O>(int(std::min<int64_t>(kMaxRows, m1 - r)), xu.get() + r * ldx, ldx, panel, kb,
+            vnni_tile_rows<O>(int(std::min<int64_t>(kMaxRows, m1 - r)), xu + r * ldx, ldx, panel, kb,
                               partial.data() + (r - m0) * kVnniPanel, a.w_colsum, a, r, p * kVnniPanel);
         }
       }
@@ -222,13 +257,31 @@ void vnni_gemm(const Int8GemmArgs& a) {
 namespace prunq::cpu {
 
 void quantize_per_token_avx512(const QuantizeArgs& a) { avx512::quantize_per_token(a); }
+namespace {
+void vnni_gemm(const Int8GemmArgs& a, const uint8_t* xu, int64_t ldx) {
+  switch (a.out_dtype) {
+    case DType::f32: return avx512::vnni_gemm<float>(a, xu, ldx);
+    case DType::bf16: return avx512::vnni_gemm<bf16>(a, xu, ldx);
+    case DType::f16: return avx512::vnni_gemm<f16>(a, xu, ldx);
+  }
+}
+}  // namespace
+
 void int8_gemm_avx512(const Int8GemmArgs& a) {
   if (!a.w_colsum) return avx512::int8_gemm(a);
-  switch (a.out_dtype) {
-    case DType::f32: return avx512::vnni_gemm<float>(a);
-    case DType::bf16: return avx512::vnni_gemm<bf16>(a);
-    case DType::f16: return avx512::vnni_gemm<f16>(a);
+  const int64_t kp = vnni_padded_k(a.k), ldx = avx512::vnni_row_stride(kp);
+  vnni_gemm(a, avx512::unsigned_rows(a, kp, ldx).get(), ldx);
+}
+
+void int8_dynamic_vnni_avx512(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& a) {
+  const int64_t kp = vnni_padded_k(a.k), ldx = avx512::vnni_row_stride(kp);
+  std::unique_ptr<uint8_t[]> xu;
+  switch (dtype) {
+    case DType::f32: xu = avx512::quantized_unsigned_rows(static_cast<const float*>(x), x_scale, a, kp, ldx); break;
+    case DType::bf16: xu = avx512::quantized_unsigned_rows(static_cast<const bf16*>(x), x_scale, a, kp, ldx); break;
+    case DType::f16: xu = avx512::quantized_unsigned_rows(static_cast<const f16*>(x), x_scale, a, kp, ldx); break;
   }
+  vnni_gemm(a, xu.get(), ldx);
 }
 void int8_weight_only_gemm_avx512(const WeightOnlyArgs& a) { avx512::int8_weight_only_gemm(a); }
 

@@ -74,9 +74,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "weight_only":
             return ops.int8_weight_only_linear(x, self.w_q, self.w_scale, self.bias)
-        x_q, x_scale = ops.quantize_per_token(x)
-        return ops.int8_linear_prepacked(x_q, x_scale, self.w_q, self.w_packed, self.w_colsum, self.w_scale,
-                                         self.bias, x.dtype, self.activation)
+        return ops.int8_dynamic_linear_prepacked(x, self.w_q, self.w_packed, self.w_colsum, self.w_scale, self.bias,
+                                                 self.activation)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

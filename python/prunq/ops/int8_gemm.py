@@ -11,11 +11,14 @@
 
 x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or None.
 
-On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
+CPU tensors run on prunq._C; CUDA tensors on the Triton kernels (triton_kernels/int8_gemm.py);
+others on the reference. On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
 faster AVX-512 VNNI kernel reads a packed copy (prunq.formats.int8.vnni_pack) that modules make
 once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q
 and an optional activation applied in the epilogue (activation="gelu": the exact, erf GELU of
 y, as in BERT's intermediate layer, saving a pass over the widest activation of the block).
+`int8_dynamic_linear_prepacked` is quantize_per_token followed by int8_linear_prepacked in one
+call (y in x's dtype); on the CPU the rows are quantized straight into the kernel's layout.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from .._backend import forced_backend
+from .._backend import forced_backend, triton_usable
 from ..formats.int8 import vnni_pack
 from ._library import lib
 
@@ -33,6 +36,10 @@ lib.define("int8_weight_only_linear(Tensor x, Tensor w_q, Tensor w_scale, Tensor
 lib.define(
     "int8_linear_prepacked(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_packed, Tensor w_colsum, "
     "Tensor w_scale, Tensor? bias, ScalarType? out_dtype, str activation=\"none\") -> Tensor"
+)
+lib.define(
+    "int8_dynamic_linear_prepacked(Tensor x, Tensor w_q, Tensor w_packed, Tensor w_colsum, Tensor w_scale, "
+    "Tensor? bias, str activation=\"none\") -> Tensor"
 )
 ACTIVATIONS = {"none": 0, "gelu": 1}
 
@@ -119,6 +126,13 @@ def _(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activatio
     return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
 
 
+@torch.library.register_fake("prunq::int8_dynamic_linear_prepacked")
+def _(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none"):
+    _check_weight_only(x, w_q, w_scale, bias)
+    _check_activation(activation)
+    return x.new_empty((*x.shape[:-1], w_q.shape[0]))
+
+
 @torch.library.register_fake("prunq::int8_weight_only_linear")
 def _(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
@@ -150,6 +164,11 @@ def int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=N
     """int8_linear_ref, then the activation on the float64 result."""
     y = int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, torch.float64)
     return (torch.nn.functional.gelu(y) if activation == "gelu" else y).to(out_dtype or torch.float32)
+
+
+def int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias=None, activation="none"):
+    x_q, x_scale = quantize_per_token_ref(x)
+    return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, x.dtype, activation)
 
 
 def int8_weight_only_linear_ref(x, w_q, w_scale, bias=None):
@@ -209,29 +228,70 @@ def _cpu_weight_only(x, w_q, w_scale, bias):
     return out.view(*x.shape[:-1], n)
 
 
-def _use_cpu_native():
+def _triton_quantize(x):
+    from ..triton_kernels import int8_gemm as kernels
+
+    q, scale = kernels.quantize_per_token(_rows(x).contiguous())
+    return q.view(x.shape), scale.view(x.shape[:-1])
+
+
+def _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation="none"):
+    from ..triton_kernels import int8_gemm as kernels
+
+    y = kernels.int8_linear(_rows(x_q).contiguous(), x_scale.reshape(-1).contiguous(), w_q.contiguous(),
+                            w_scale.contiguous(), None if bias is None else bias.float().contiguous(),
+                            out_dtype or torch.float32, gelu=activation == "gelu")
+    return y.view(*x_q.shape[:-1], w_q.shape[0])
+
+
+def _triton_weight_only(x, w_q, w_scale, bias):
+    from ..triton_kernels import int8_gemm as kernels
+
+    y = kernels.int8_weight_only_linear(_rows(x).contiguous(), w_q.contiguous(), w_scale.contiguous(),
+                                        None if bias is None else bias.float().contiguous())
+    return y.view(*x.shape[:-1], w_q.shape[0])
+
+
+def _path(device_type: str) -> str:
+    """"native", "triton" or "reference" for tensors on `device_type`, as PRUNQ_BACKEND allows.
+    CPU: prunq._C. CUDA: Triton (this family has no CUDA C++ kernel yet). Elsewhere: reference."""
     backend = forced_backend()
-    if backend in ("cuda", "triton"):
-        raise RuntimeError(f"PRUNQ_BACKEND={backend}: no such kernel for CPU tensors in this op family")
-    if backend == "reference" or (backend is None and _native.C is None):
-        return False
+    if backend == "reference" or device_type not in ("cpu", "cuda"):
+        return "reference"
+    if backend == "triton" or (device_type == "cuda" and backend is None):
+        usable, reason = triton_usable()
+        if usable:
+            return "triton"
+        if backend == "triton":
+            raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
+        return "reference"
+    if device_type == "cuda" or backend == "cuda":
+        raise RuntimeError(f"PRUNQ_BACKEND={backend}: the INT8 family has no such kernel for {device_type} tensors")
     if _native.C is None:
-        raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
-    return True
+        if backend == "native":
+            raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
+        return "reference"
+    return "native"
 
 
-def _quantize_cpu(x):
+def _quantize(x):
     _check_quantize(x)
-    return _cpu_quantize(x) if _use_cpu_native() else quantize_per_token_ref(x)
+    path = _path(x.device.type)
+    if path == "native":
+        return _cpu_quantize(x)
+    return _triton_quantize(x) if path == "triton" else quantize_per_token_ref(x)
 
 
 # From this many rows, packing w for the VNNI kernel on every call costs less than it saves.
 _PACK_PER_CALL_ROWS = 64
 
 
-def _int8_linear_cpu(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+def _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
-    if not _use_cpu_native():
+    path = _path(x_q.device.type)
+    if path == "triton":
+        return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    if path == "reference":
         return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     packed = (None, None)
     if x_q.numel() >= _PACK_PER_CALL_ROWS * x_q.shape[-1] and _native.C.vnni_available():
@@ -249,10 +309,13 @@ def _check_packed(w_q, w_packed, w_colsum):
         raise ValueError(f"w_packed: does not match w_q of shape {tuple(w_q.shape)}; pack it again with vnni_pack")
 
 
-def _int8_linear_prepacked_cpu(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
+def _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     _check_activation(activation)
-    if not _use_cpu_native():
+    path = _path(x_q.device.type)
+    if path == "triton":
+        return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
+    if path == "reference":
         return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
     _check_packed(w_q, w_packed, w_colsum)
     packed = w_packed.numel() > 0 and _native.C.vnni_available()
@@ -260,41 +323,56 @@ def _int8_linear_prepacked_cpu(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, b
                             w_packed if packed else None, w_colsum if packed else None, activation)
 
 
-def _int8_linear_prepacked_other(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
-    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation):
+    device = x.device
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
+    n, k = w_q.shape
+    if w_packed is not None:
+        w = _native.native_tensor(w_packed, "w_packed", torch.int8, device)
+        colsum = _native.native_tensor(w_colsum, "w_colsum", torch.int32, device)
+    else:
+        w, colsum = _native.native_tensor(w_q, "w_q", torch.int8, device), None
+    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
+    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    x_scale = torch.empty(x2.shape[0], dtype=torch.float32)
+    out = torch.empty((x2.shape[0], n), dtype=x.dtype)
+    _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), x_scale.data_ptr(), w.data_ptr(),
+                                _native.address(colsum), ws.data_ptr(), _native.address(b), out.data_ptr(),
+                                _native.dtype_code(x.dtype), x2.shape[0], n, k, torch.get_num_threads(),
+                                ACTIVATIONS[activation])
+    return out.view(*x.shape[:-1], n)
+
+
+def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none"):
+    _check_weight_only(x, w_q, w_scale, bias)
     _check_activation(activation)
-    return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
+    path = _path(x.device.type)
+    if path == "triton":
+        x_q, x_scale = _triton_quantize(x)
+        return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, x.dtype, activation)
+    if path == "reference":
+        return int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias, activation)
+    _check_packed(w_q, w_packed, w_colsum)
+    packed = w_packed.numel() > 0 and _native.C.vnni_available()
+    return _cpu_dynamic_linear(x, w_q, w_packed if packed else None, w_colsum if packed else None, w_scale, bias,
+                               activation)
 
 
-def _weight_only_cpu(x, w_q, w_scale, bias):
+def _weight_only(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
-    if not _use_cpu_native():
-        return int8_weight_only_linear_ref(x, w_q, w_scale, bias)
-    return _cpu_weight_only(x, w_q, w_scale, bias)
+    path = _path(x.device.type)
+    if path == "native":
+        return _cpu_weight_only(x, w_q, w_scale, bias)
+    return _triton_weight_only(x, w_q, w_scale, bias) if path == "triton" else int8_weight_only_linear_ref(
+        x, w_q, w_scale, bias)
 
 
-def _quantize_other(x):
-    _check_quantize(x)
-    return quantize_per_token_ref(x)
-
-
-def _int8_linear_other(x_q, x_scale, w_q, w_scale, bias, out_dtype):
-    _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
-    return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
-
-
-def _weight_only_other(x, w_q, w_scale, bias):
-    _check_weight_only(x, w_q, w_scale, bias)
-    return int8_weight_only_linear_ref(x, w_q, w_scale, bias)
-
-
-for _name, _cpu, _other in (("quantize_per_token", _quantize_cpu, _quantize_other),
-                            ("int8_linear", _int8_linear_cpu, _int8_linear_other),
-                            ("int8_weight_only_linear", _weight_only_cpu, _weight_only_other)):
-    lib.impl(_name, _cpu, "CPU")
-    lib.impl(_name, _other, "CompositeExplicitAutograd")
-lib.impl("int8_linear_prepacked", _int8_linear_prepacked_cpu, "CPU")
-lib.impl("int8_linear_prepacked", _int8_linear_prepacked_other, "CompositeExplicitAutograd")
+for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_linear),
+                     ("int8_linear_prepacked", _int8_linear_prepacked),
+                     ("int8_dynamic_linear_prepacked", _int8_dynamic_linear_prepacked),
+                     ("int8_weight_only_linear", _weight_only)):
+    for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
+        lib.impl(_name, _impl, _key)
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -318,6 +396,13 @@ def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.T
     `activation` ("none" or "gelu"); with empty packed tensors, or on other devices, it reads w_q."""
     return torch.ops.prunq.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype,
                                                  activation)
+
+
+def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: torch.Tensor,
+                                  w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
+                                  activation: str = "none") -> torch.Tensor:
+    """int8_linear_prepacked(*quantize_per_token(x), ...) in x's dtype, in one call."""
+    return torch.ops.prunq.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation)
 
 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
