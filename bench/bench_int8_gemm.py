@@ -1,7 +1,7 @@
 """INT8 GEMM (W8A8 dynamic and weight-only) against what a user would run instead.
 
-    python -m bench.bench_int8_gemm [--quick]     comparison table (Markdown), CPU
-    pytest bench/test_bench_int8_gemm.py          pytest-benchmark cases
+    python -m bench.bench_int8_gemm [--quick] [--device cpu|cuda]   comparison table (Markdown)
+    pytest bench/test_bench_int8_gemm.py                            pytest-benchmark cases (CPU)
 
 W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) against
 torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
@@ -9,6 +9,11 @@ prunq's op), and fp32 / bf16 nn.Linear. Weight-only: Int8Linear(mode="weight_onl
 activations against bf16 nn.Linear. Candidates are timed in turns, median of the runs. The
 weights are not rotated: one set per shape, so they may sit in the last-level cache, as the
 weights of a model small enough for that would.
+
+On CUDA: Int8Linear (Triton kernels, quantization of x included) against fp16 nn.Linear
+(cuBLAS) and bare torch._int_mm (no quantization, no scaling: the throughput ceiling the W8A8
+goal is stated against); weight-only on fp16 activations against fp16 nn.Linear. CUDA-event
+medians (triton.testing.do_bench).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from torch import nn
 
 from prunq.nn import Int8Linear
 
-from .harness import Table, interleaved_medians, machine_description
+from .harness import Table, interleaved_medians, machine_description, median_seconds
 from .shapes import GEMM, GEMM_QUICK
 
 
@@ -82,7 +87,37 @@ def compare(quick: bool) -> Table:
     return table
 
 
+def compare_cuda(quick: bool) -> Table:
+    table = Table(f"INT8 GEMM against fp16 cuBLAS and torch._int_mm: {machine_description('cuda')}",
+                  ["M x K x N", "w8a8 ms", "w8a8 TOPS", "fp16 ms", "vs fp16", "_int_mm ms", "of _int_mm",
+                   "weight-only ms", "weight-only vs fp16"], baseline="fp16 Linear")
+    for m, k, n in GEMM_QUICK if quick else GEMM:
+        torch.manual_seed(0)
+        linear = nn.Linear(k, n, device="cuda", dtype=torch.float16)
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        w8a8 = Int8Linear.from_linear(linear)
+        weight_only = Int8Linear.from_linear(linear, mode="weight_only")
+        with torch.no_grad():
+            t = {name: median_seconds(lambda _, f=f: f(), "cuda") for name, f in {
+                "w8a8": lambda: w8a8(x), "fp16": lambda: linear(x), "weight-only": lambda: weight_only(x)}.items()}
+            if m > 16:  # torch._int_mm wants M > 16
+                x_q, _ = torch.ops.prunq.quantize_per_token(x)
+                w_t = w8a8.w_q.t()
+                t["_int_mm"] = median_seconds(lambda _: torch._int_mm(x_q, w_t), "cuda")
+        ops = 2 * m * k * n
+        int_mm = t.get("_int_mm")
+        table.speedups[f"w8a8 {m}x{k}x{n}"] = t["fp16"] / t["w8a8"]
+        table.rows.append([f"{m}x{k}x{n}", f"{t['w8a8'] * 1e3:.3f}", f"{ops / t['w8a8'] / 1e12:.1f}",
+                           f"{t['fp16'] * 1e3:.3f}", f"{t['fp16'] / t['w8a8']:.2f}x",
+                           "-" if int_mm is None else f"{int_mm * 1e3:.3f}",
+                           "-" if int_mm is None else f"{100 * int_mm / t['w8a8']:.0f}%",
+                           f"{t['weight-only'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only']:.2f}x"])
+    return table
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    print(compare(parser.parse_args().quick).markdown())
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    print((compare_cuda(args.quick) if args.device == "cuda" else compare(args.quick)).markdown())

@@ -12,3 +12,5 @@ python3 -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -3
 python3 -m prunq info | tee "$results/info.txt"
 python3 -m pytest -q -rs tests 2>&1 | tee "$results/tests.log"
 python3 -m bench.bench_layernorm --device cuda | tee "$results/layernorm.md"
+python3 -m bench.bench_int8_gemm --device cuda | tee "$results/int8_gemm.md"
+python3 -m prunq bench --quick --out "$results/suite"

@@ -17,10 +17,10 @@ from .harness import Table
 
 
 def run(device: str, quick: bool, out: str) -> list[Table]:
-    tables = [bench_layernorm.compare(device, quick)]
-    print(tables[-1].markdown(), end="\n\n", flush=True)
-    if device == "cpu":  # the INT8 family's GPU kernels are not written yet
-        tables.append(bench_int8_gemm.compare(quick))
+    tables = []
+    for compare in (lambda: bench_layernorm.compare(device, quick),
+                    lambda: bench_int8_gemm.compare_cuda(quick) if device == "cuda" else bench_int8_gemm.compare(quick)):
+        tables.append(compare())
         print(tables[-1].markdown(), end="\n\n", flush=True)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,11 @@
 """Small randomly initialised Transformers of the three block families compress knows."""
 
+import pytest
 import torch
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaModel
+
+pytest.importorskip("transformers", reason="the compress tests build models with transformers (prunq[demo])")
+pytest.importorskip("safetensors", reason="prunq.save and prunq.load need safetensors")
+from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaModel  # noqa: E402
 
 ARCHITECTURES = ["bert", "gpt2", "llama"]
 
