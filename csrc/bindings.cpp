@@ -52,7 +52,7 @@ void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, 
   cpu::int8_gemm(args);
 }
 
-void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale,
+void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t channel_scale, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale,
                        uintptr_t bias, uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads,
                        int activation) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_dynamic_gemm: negative size");
@@ -62,7 +62,8 @@ void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t x_scale, uintptr_t w, u
                          dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads, cpu::Activation(activation)};
   const DType x_dtype = dtype_from_code(dtype, "dtype");
   py::gil_scoped_release release;
-  cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<float>(x_scale), args);
+  cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<const float>(channel_scale), as_ptr<float>(x_scale),
+                         args);
 }
 
 void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
@@ -97,8 +98,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"),
         py::arg("activation") = 0);
   m.def("int8_dynamic_gemm", &int8_dynamic_gemm,
-        "int8_gemm with the per-token quantization of a float x fused in (x_scale is written)",
-        py::arg("x"), py::arg("dtype"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"),
+        "int8_gemm with the per-token quantization of a float x (times channel_scale) fused in; x_scale is written",
+        py::arg("x"), py::arg("dtype"), py::arg("channel_scale"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"),
         py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("num_threads"), py::arg("activation"));
   m.def("vnni_available", &cpu::vnni_available, "whether int8_gemm takes VNNI-packed weights here");

@@ -77,6 +77,17 @@ def test_heads_are_left_alone_by_default_and_include_exclude_select():
     assert isinstance(no_values.pooler.dense, Int8Linear)  # a user's exclude list replaces the default
 
 
+def test_int8_with_calibration_smooths_every_quantized_layer(tmp_path):
+    batches = [{"input_ids": IDS}, {"input_ids": IDS.flip(1)}]
+    model = prunq.compress(tiny_model("bert"), "int8", calibration=batches, show_progress=False)
+    layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    assert layers and all(m.x_channel_scale is not None for m in layers)
+    assert cosine(run(model, IDS), run(tiny_model("bert"), IDS)) > EXPECTED_COSINE["int8"]
+    prunq.save(model, tmp_path / "m.safetensors")
+    loaded = prunq.load(tmp_path / "m.safetensors", tiny_model("bert"))
+    assert torch.equal(run(loaded, IDS), run(model, IDS))
+
+
 def test_calibration_runs_batches_through_the_model():
     model = tiny_model("bert")
     batches = [{"input_ids": IDS}, {"input_ids": IDS.flip(1)}]

@@ -113,9 +113,10 @@ def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
 @pytest.mark.parametrize("activation", ["none", "gelu"])
+@pytest.mark.parametrize("smooth", [False, True], ids=["", "smooth"])
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=gemm_cases)
-def test_dynamic_linear_is_quantize_then_linear(cpu_isa, dtype, packed, activation, case):
+def test_dynamic_linear_is_quantize_then_linear(cpu_isa, dtype, packed, activation, smooth, case):
     """The fused op gives exactly what its two steps give, on every CPU path."""
     m, k, n = case["shape"]
     g = torch.Generator().manual_seed(case["seed"])
@@ -124,9 +125,11 @@ def test_dynamic_linear_is_quantize_then_linear(cpu_isa, dtype, packed, activati
         x = strided(x)
     w_q = random_int8(n, k, generator=g)
     w_scale, bias = torch.rand(n, generator=g) * 0.002, torch.randn(n, generator=g)
+    channel_scale = torch.rand(k, generator=g) * 4 if smooth else None
     w_packed, w_colsum = vnni_pack(w_q) if packed else (torch.empty(0, dtype=torch.int8), torch.empty(0, dtype=torch.int32))
-    got = prunq.ops.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation)
-    x_q, x_scale = prunq.ops.quantize_per_token(x)
+    got = prunq.ops.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation,
+                                                  channel_scale)
+    x_q, x_scale = prunq.ops.quantize_per_token(x if channel_scale is None else x.float() * channel_scale)
     two_steps = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, dtype, activation)
     assert got.dtype == dtype
     torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
@@ -158,6 +161,15 @@ def test_gelu_epilogue_matches_reference(cpu_isa, out_dtype, packed, case):
     got = prunq.ops.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, "gelu")
     want = int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, "gelu")
     torch.testing.assert_close(got, want, **GELU_EPILOGUE[out_dtype])
+
+
+def test_channel_scale_of_the_wrong_shape_or_dtype_is_refused():
+    x, w_q = torch.randn(2, 8), torch.zeros(4, 8, dtype=torch.int8)
+    empty = torch.empty(0, dtype=torch.int8), torch.empty(0, dtype=torch.int32)
+    with pytest.raises(ValueError, match="x_channel_scale"):
+        prunq.ops.int8_dynamic_linear_prepacked(x, w_q, *empty, torch.ones(4), None, "none", torch.ones(7))
+    with pytest.raises(TypeError, match="x_channel_scale"):
+        prunq.ops.int8_dynamic_linear_prepacked(x, w_q, *empty, torch.ones(4), None, "none", torch.ones(8).double())
 
 
 def test_gelu_epilogue_rejects_an_unknown_activation():
@@ -222,7 +234,7 @@ def test_opcheck(op):
         "quantize_per_token": (x,),
         "int8_linear": (q, s, w_q, w_scale, bias, torch.bfloat16),
         "int8_linear_prepacked": (q, s, w_q, packed, colsum, w_scale, None, None),
-        "int8_dynamic_linear_prepacked": (x, w_q, packed, colsum, w_scale, bias, "gelu"),
+        "int8_dynamic_linear_prepacked": (x, w_q, packed, colsum, w_scale, bias, "gelu", torch.rand(72) + 0.5),
         "int8_weight_only_linear": (x, w_q, w_scale, bias),
     }[op]
     torch.library.opcheck(getattr(torch.ops.prunq, op).default, args)
@@ -287,13 +299,15 @@ def test_triton_dynamic_linear_is_quantize_then_linear(device, backend):
     g = torch.Generator().manual_seed(5)
     x, w_q = torch.randn(33, 257, generator=g), random_int8(130, 257, generator=g)
     w_scale, bias = torch.rand(130, generator=g) * 0.002, torch.randn(130, generator=g)
+    channel_scale = torch.rand(257, generator=g) * 4
     empty = torch.empty(0, dtype=torch.int8, device=device), torch.empty(0, dtype=torch.int32, device=device)
     with run_on(device, backend):
-        args = [t.to(device) for t in (w_q,)]
-        got = prunq.ops.int8_dynamic_linear_prepacked(x.to(device), *args, *empty, w_scale.to(device), bias.to(device))
-        x_q, x_scale = prunq.ops.quantize_per_token(x.to(device))
-        two_steps = prunq.ops.int8_linear(x_q, x_scale, *args, w_scale.to(device), bias.to(device))
-    torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
+        for scale in (None, channel_scale.to(device)):
+            got = prunq.ops.int8_dynamic_linear_prepacked(x.to(device), w_q.to(device), *empty, w_scale.to(device),
+                                                          bias.to(device), "none", scale)
+            x_q, x_scale = prunq.ops.quantize_per_token(x.to(device) if scale is None else x.to(device) * scale)
+            two_steps = prunq.ops.int8_linear(x_q, x_scale, w_q.to(device), w_scale.to(device), bias.to(device))
+            torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("device,backend", GPU_PATHS)

@@ -5,7 +5,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, LowRankLinear
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
+
+from .tolerances import MIN_SQNR_DB
 
 
 def test_add_layer_norm_from_norm_matches_unfused():
@@ -99,10 +101,6 @@ def test_compiled_module_matches_eager(module):
 
 
 # --- Int8Linear ------------------------------------------------------------------------------
-
-from prunq.nn import Int8Linear  # noqa: E402
-
-from .tolerances import MIN_SQNR_DB  # noqa: E402
 
 
 def _sqnr(signal, approx):
@@ -204,3 +202,26 @@ def test_int8_linear_gelu_activation():
     assert "activation=gelu" in repr(fused) and fused.config()["activation"] == "gelu"
     with pytest.raises(ValueError, match="activation"):
         Int8Linear(48, 40, mode="weight_only", activation="gelu")
+
+
+def test_smoothquant_tames_outlier_channels():
+    """Activations with a few channels 50x larger than the rest (as in trained Transformers): moving
+    their range into the weights raises the SQNR of the W8A8 layer."""
+    g = torch.Generator().manual_seed(0)
+    linear = nn.Linear(256, 128)
+    x = torch.randn(64, 256, generator=g)
+    x[:, :4] *= 50
+    exact = linear(x).detach()
+    plain = Int8Linear.from_linear(linear)
+    smooth = Int8Linear.from_linear(linear, input_absmax=x.abs().amax(0))
+    with torch.no_grad():
+        assert _sqnr(exact, smooth(x)) > _sqnr(exact, plain(x)) + 6
+    assert "smooth=True" in repr(smooth) and smooth.config()["smooth"]
+    copy = Int8Linear(256, 128, smooth=True)
+    copy.load_state_dict(smooth.state_dict())
+    with torch.no_grad():
+        assert torch.equal(copy(x), smooth(x))
+    with pytest.raises(ValueError, match="smooth"):
+        Int8Linear(256, 128, mode="weight_only", smooth=True)
+    with pytest.raises(ValueError, match="input_absmax"):
+        Int8Linear.from_linear(linear, input_absmax=torch.ones(3))

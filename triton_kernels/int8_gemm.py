@@ -32,11 +32,13 @@ def _gemm_configs(block_ks):
 
 
 @triton.jit
-def _quantize_kernel(X, Q, SCALE, cols, BLOCK: tl.constexpr):
+def _quantize_kernel(X, MUL, Q, SCALE, cols, HAS_MUL: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     offsets = tl.arange(0, BLOCK)
     mask = offsets < cols
     x = tl.load(X + row * cols + offsets, mask=mask, other=0.0).to(tl.float32)
+    if HAS_MUL:
+        x = x * tl.load(MUL + offsets, mask=mask, other=0.0)
     absmax = tl.max(tl.abs(x), axis=0)
     # A NaN in the row makes its scale NaN (so the row's outputs are NaN) whether or not the max
     # reduction propagates NaN; the row's q is then 0.
@@ -125,15 +127,17 @@ def _grid(m, n):
     return lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
 
-def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x: contiguous [M, K] float -> (q int8 [M, K], scale float32 [M])."""
+def quantize_per_token(x: torch.Tensor, channel_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x: contiguous [M, K] float (times channel_scale [K] float32, if given) -> (q int8 [M, K],
+    scale float32 [M])."""
     m, k = x.shape
     if k > MAX_QUANTIZE_COLS:
         raise ValueError(f"x: the Triton kernel quantizes rows of up to {MAX_QUANTIZE_COLS}, got {k}")
     q = torch.empty((m, k), dtype=torch.int8, device=x.device)
     scale = torch.empty(m, dtype=torch.float32, device=x.device)
     if m > 0:
-        _quantize_kernel[(m,)](x, q, scale, k, BLOCK=triton.next_power_of_2(max(k, 1)))
+        _quantize_kernel[(m,)](x, channel_scale if channel_scale is not None else scale, q, scale, k,
+                               HAS_MUL=channel_scale is not None, BLOCK=triton.next_power_of_2(max(k, 1)))
     return q, scale
 
 

@@ -99,15 +99,16 @@ void int8_gemm(const Int8GemmArgs& a) {
           PRUNQ_X86_ONLY(int8_gemm_avx512));
 }
 
-void int8_dynamic_gemm(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& a) {
+void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, float* x_scale,
+                       const Int8GemmArgs& a) {
   if (a.w_colsum) {
 #if PRUNQ_X86
-    if (vnni_available()) return int8_dynamic_vnni_avx512(x, dtype, x_scale, a);
+    if (vnni_available()) return int8_dynamic_vnni_avx512(x, dtype, channel_scale, x_scale, a);
 #endif
     throw std::invalid_argument("int8_dynamic_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
   }
   std::vector<int8_t> q(size_t(a.m * a.k));
-  quantize_per_token(QuantizeArgs{x, dtype, q.data(), x_scale, a.m, a.k, a.num_threads});
+  quantize_per_token(QuantizeArgs{x, dtype, q.data(), x_scale, a.m, a.k, a.num_threads, channel_scale});
   Int8GemmArgs quantized = a;
   quantized.x = q.data();
   int8_gemm(quantized);

@@ -19,6 +19,7 @@ struct QuantizeArgs {
   float* scale;
   int64_t rows, cols;
   int num_threads;
+  const float* channel_scale = nullptr;  // [cols]: x[m, k] * channel_scale[k] is quantized, if set
 };
 
 // Applied to y in the epilogue. gelu: y * (1 + erf(y / sqrt(2))) / 2, the exact (erf) GELU.
@@ -67,11 +68,14 @@ bool vnni_available();
 void quantize_per_token(const QuantizeArgs& args);
 void int8_gemm(const Int8GemmArgs& args);
 void int8_weight_only_gemm(const WeightOnlyArgs& args);
-// int8_gemm with the per-token quantization of x (float, `dtype`) fused in: args.x is ignored and
-// the scales are written to x_scale, which args.x_scale must point at. With a packed w the rows
-// are quantized straight into the unsigned layout the VNNI kernel reads.
-void int8_dynamic_gemm(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& args);
-void int8_dynamic_vnni_avx512(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& args);
+// int8_gemm with the per-token quantization of x (float, `dtype`, each column multiplied by
+// channel_scale if that is set) fused in: args.x is ignored and the scales are written to
+// x_scale, which args.x_scale must point at. With a packed w the rows are quantized straight into
+// the unsigned layout the VNNI kernel reads.
+void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, float* x_scale,
+                       const Int8GemmArgs& args);
+void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
+                              const Int8GemmArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \

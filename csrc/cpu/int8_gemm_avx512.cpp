@@ -196,8 +196,8 @@ std::unique_ptr<uint8_t[]> unsigned_rows(const Int8GemmArgs& a, int64_t kp, int6
 
 // quantize_per_token's math (see int8_gemm_kernel.h), storing q + 128 as unsigned bytes.
 template <class T>
-std::unique_ptr<uint8_t[]> quantized_unsigned_rows(const T* x, float* x_scale, const Int8GemmArgs& a, int64_t kp,
-                                                   int64_t ldx) {
+std::unique_ptr<uint8_t[]> quantized_unsigned_rows(const T* x, const float* channel_scale, float* x_scale,
+                                                   const Int8GemmArgs& a, int64_t kp, int64_t ldx) {
   std::unique_ptr<uint8_t[]> xu(new uint8_t[size_t(a.m * ldx)]);
   const int64_t k = a.k;
   parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 14) / kp, [&](int64_t b, int64_t e) {
@@ -208,14 +208,14 @@ std::unique_ptr<uint8_t[]> quantized_unsigned_rows(const T* x, float* x_scale, c
       Vec peak = Vec::zero();
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));
-        peak = max(peak, abs(n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)));
+        peak = max(peak, abs(load_scaled(xr, channel_scale, i, n)));
       }
       const float absmax = peak.hmax();
       x_scale[r] = absmax / 127.f;
       const Vec inv = Vec::splat(absmax > 0.f ? 127.f / absmax : 0.f);
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));
-        const Vec q = (n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)) * inv;
+        const Vec q = load_scaled(xr, channel_scale, i, n) * inv;
         const __m512i biased = _mm512_add_epi32(_mm512_cvtps_epi32(q.v), offset);
         _mm_mask_storeu_epi8(dst + i, __mmask16((1u << n) - 1), _mm512_cvtusepi32_epi8(biased));
       }
@@ -273,13 +273,14 @@ void int8_gemm_avx512(const Int8GemmArgs& a) {
   vnni_gemm(a, avx512::unsigned_rows(a, kp, ldx).get(), ldx);
 }
 
-void int8_dynamic_vnni_avx512(const void* x, DType dtype, float* x_scale, const Int8GemmArgs& a) {
+void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
+                              const Int8GemmArgs& a) {
   const int64_t kp = vnni_padded_k(a.k), ldx = avx512::vnni_row_stride(kp);
   std::unique_ptr<uint8_t[]> xu;
   switch (dtype) {
-    case DType::f32: xu = avx512::quantized_unsigned_rows(static_cast<const float*>(x), x_scale, a, kp, ldx); break;
-    case DType::bf16: xu = avx512::quantized_unsigned_rows(static_cast<const bf16*>(x), x_scale, a, kp, ldx); break;
-    case DType::f16: xu = avx512::quantized_unsigned_rows(static_cast<const f16*>(x), x_scale, a, kp, ldx); break;
+    case DType::f32: xu = avx512::quantized_unsigned_rows(static_cast<const float*>(x), channel_scale, x_scale, a, kp, ldx); break;
+    case DType::bf16: xu = avx512::quantized_unsigned_rows(static_cast<const bf16*>(x), channel_scale, x_scale, a, kp, ldx); break;
+    case DType::f16: xu = avx512::quantized_unsigned_rows(static_cast<const f16*>(x), channel_scale, x_scale, a, kp, ldx); break;
   }
   vnni_gemm(a, xu.get(), ldx);
 }

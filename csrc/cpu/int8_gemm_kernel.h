@@ -20,6 +20,14 @@ constexpr int kTile = 4;
 // Rows of x kept hot in L2 while tiles of w stream past them.
 constexpr int64_t kRowPanelBytes = 256 << 10;
 
+// x[i, i + n) as fp32, times channel_scale[i, i + n) when there is one (n <= Vec::width).
+template <class T>
+inline Vec load_scaled(const T* x, const float* channel_scale, int64_t i, int n) {
+  const Vec v = n == Vec::width ? Vec::load(x + i) : Vec::load(x + i, n);
+  if (!channel_scale) return v;
+  return v * (n == Vec::width ? Vec::load(channel_scale + i) : Vec::load(channel_scale + i, n));
+}
+
 template <class T>
 void quantize_rows(const QuantizeArgs& a) {
   const auto* x = static_cast<const T*>(a.x);
@@ -32,14 +40,14 @@ void quantize_rows(const QuantizeArgs& a) {
       Vec peak = Vec::zero();
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));
-        peak = max(peak, abs(n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)));
+        peak = max(peak, abs(load_scaled(xr, a.channel_scale, i, n)));
       }
       const float absmax = peak.hmax();
       a.scale[row] = absmax / 127.f;
       const Vec inv = Vec::splat(absmax > 0.f ? 127.f / absmax : 0.f);
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));
-        ((n == Vec::width ? Vec::load(xr + i) : Vec::load(xr + i, n)) * inv).store_int8(qr + i, n);
+        (load_scaled(xr, a.channel_scale, i, n) * inv).store_int8(qr + i, n);
       }
     }
   });

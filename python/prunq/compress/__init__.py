@@ -18,7 +18,7 @@ from torch import nn
 
 from ..nn import Int8Embedding, Int8Linear, LowRankLinear
 from ..nn.lowrank_linear import rank_for_ratio
-from .calibrate import input_grams
+from .calibrate import input_absmax, input_grams
 from .fuse_gelu import fuse_gelu
 from .fuse_norms import fuse_norms
 from .progress import progress
@@ -37,7 +37,8 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         "lowrank:0.5", "emb8", and combinations such as "lowrank:0.5+int8" or "int8+emb8".
     calibration: optional batches (each a dict of model keyword arguments, or a tensor passed
         as the first argument). lowrank uses them to factorise for the inputs the layers really
-        see; the int8 recipes need none (activation scales are per token, computed on the fly).
+        see; int8 (dynamic) uses them for SmoothQuant, moving the activations' outlier channels
+        into the weights. Without them int8 needs nothing: activation scales are per token.
     include / exclude: fnmatch patterns over module names ("encoder.layer.*.attention.*");
         by default every Linear except classifier and language-model heads.
     """
@@ -61,8 +62,12 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
             modules[name] = module.config()
         linears = [f"{name}.{factor}" for name in linears for factor in ("down", "up")]
     if plan.quantize is not None:
+        absmax = {}
+        if calibration is not None and plan.quantize == "dynamic":
+            absmax = input_absmax(model, linears, calibration, show_progress)
         for name in progress(linears, f"{plan} quantize", show_progress):
-            module = replace(model, name, lambda m: Int8Linear.from_linear(as_linear(m), plan.quantize))
+            module = replace(model, name, lambda m: Int8Linear.from_linear(as_linear(m), plan.quantize,
+                                                                           absmax.get(name)))
             modules[name] = module.config()
         gelu_fused = fuse_gelu(model)
         for name in gelu_fused:

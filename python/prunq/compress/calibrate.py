@@ -21,17 +21,11 @@ def run_batch(model: nn.Module, batch) -> None:
 
 
 @torch.no_grad()
-def input_grams(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool) -> dict[str, torch.Tensor]:
-    """{name: mean of x x^T over every input row x [K] the module `name` received}, in float64."""
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-
+def _observe_inputs(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool, record) -> None:
+    """Runs the calibration batches through `model`, calling record(name, rows [n, K]) with the
+    input of each module named in `names`."""
     def hook(name):
-        def accumulate(_module, args):
-            rows = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            sums[name] = sums.get(name, 0) + rows.T @ rows
-            counts[name] = counts.get(name, 0) + rows.shape[0]
-        return accumulate
+        return lambda _module, args: record(name, args[0].detach().reshape(-1, args[0].shape[-1]))
 
     handles = [model.get_submodule(name).register_forward_pre_hook(hook(name)) for name in names]
     try:
@@ -44,4 +38,29 @@ def input_grams(model: nn.Module, names: list[str], calibration: Iterable, show_
             handle.remove()
     if batches == 0:
         raise ValueError("calibration: no batches")
+
+
+def input_grams(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool) -> dict[str, torch.Tensor]:
+    """{name: mean of x x^T over every input row x [K] the module `name` received}, in float64."""
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def record(name, rows):
+        rows = rows.double()
+        sums[name] = sums.get(name, 0) + rows.T @ rows
+        counts[name] = counts.get(name, 0) + rows.shape[0]
+
+    _observe_inputs(model, names, calibration, show_progress, record)
     return {name: sums[name] / counts[name] for name in sums}
+
+
+def input_absmax(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool) -> dict[str, torch.Tensor]:
+    """{name: max |x[k]| per input channel k over every input row the module `name` received}."""
+    peaks: dict[str, torch.Tensor] = {}
+
+    def record(name, rows):
+        peak = rows.abs().amax(0).float()
+        peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+
+    _observe_inputs(model, names, calibration, show_progress, record)
+    return peaks

@@ -4,6 +4,12 @@ mode="dynamic": activations are quantized per token on the fly and the product r
 (W8A8). mode="weight_only": activations stay in floating point, weights are int8 (the decode
 case: a quarter of the fp32 weight bytes). activation="gelu" applies the exact GELU to the
 output inside the kernel's epilogue (dynamic mode; compress sets it for BERT's intermediate layer).
+
+SmoothQuant (dynamic mode, from calibration statistics): activations of Transformers carry a few
+outlier channels that inflate every token's quantization step. With input_absmax, the channels
+are rescaled by s[k] = absmax_x[k]^alpha / absmax_w[k]^(1 - alpha): w's columns are multiplied by
+s before quantization and x's columns by 1 / s (x_channel_scale) inside the quantization kernel,
+which leaves x @ w.T unchanged and evens out the ranges both sides are quantized over.
 """
 
 from __future__ import annotations
@@ -18,34 +24,59 @@ MODES = ("dynamic", "weight_only")
 ACTIVATIONS = ("none", "gelu")
 
 
+def smoothing_factors(input_absmax: torch.Tensor, w: torch.Tensor, alpha: float) -> torch.Tensor:
+    """s[k] = input_absmax[k]^alpha / max_n |w[n, k]|^(1 - alpha); 1 for channels that are zero on
+    either side, and kept within [1e-4, 1e4] so that neither side under- or overflows."""
+    if input_absmax.shape != (w.shape[1],):
+        raise ValueError(f"input_absmax: expected shape ({w.shape[1]},), got {tuple(input_absmax.shape)}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
+    x_max, w_max = input_absmax.float(), w.abs().amax(0)
+    s = x_max.pow(alpha) / w_max.pow(1 - alpha)
+    return torch.where((x_max > 0) & (w_max > 0), s, torch.ones_like(s)).clamp(1e-4, 1e4)
+
+
 class Int8Linear(nn.Module):
     """y = x @ (w_q * w_scale[:, None]).T + bias. state_dict: w_q [N, K] int8, w_scale [N] fp32,
     bias [N] fp32 (if any). The CPU kernel's packed copy of w_q is rebuilt after loading a
     state_dict or moving the module, never saved."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, mode: str = "dynamic", device=None,
-                 activation: str = "none"):
+                 activation: str = "none", smooth: bool = False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
         if activation not in ACTIVATIONS or (activation != "none" and mode != "dynamic"):
             raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)} (gelu in dynamic mode only), "
                              f"got {activation!r} in mode {mode!r}")
+        if smooth and mode != "dynamic":
+            raise ValueError(f"smooth: channel smoothing needs mode='dynamic', got mode {mode!r}")
         self.in_features, self.out_features, self.mode, self.activation = in_features, out_features, mode, activation
         self.register_buffer("w_q", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("w_scale", torch.zeros(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
+        self.register_buffer("x_channel_scale", torch.ones(in_features, device=device) if smooth else None)
         self.register_buffer("w_packed", None, persistent=False)
         self.register_buffer("w_colsum", None, persistent=False)
         self._repack()
         self.register_load_state_dict_post_hook(lambda module, _: module._repack())
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, mode: str = "dynamic") -> Int8Linear:
+    def from_linear(cls, linear: nn.Linear, mode: str = "dynamic", input_absmax: torch.Tensor | None = None,
+                    alpha: float = 0.5) -> Int8Linear:
+        """input_absmax [in_features]: max |x[:, k]| over calibration inputs, for SmoothQuant with
+        migration strength alpha (dynamic mode only)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear: expected an nn.Linear, got {type(linear).__name__}")
-        module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode, linear.weight.device)
-        w_q, w_scale = quantize_weight(linear.weight)
+        smooth = input_absmax is not None
+        module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode, linear.weight.device,
+                     smooth=smooth)
+        w = linear.weight.detach().float()
+        if smooth:
+            s = smoothing_factors(input_absmax.to(w.device), w, alpha)
+            w = w * s
+            module.x_channel_scale.copy_(1 / s)
+        w_q, w_scale = quantize_weight(w)
         module.w_q.copy_(w_q)
         module.w_scale.copy_(w_scale)
         if linear.bias is not None:
@@ -56,7 +87,8 @@ class Int8Linear(nn.Module):
     def config(self) -> dict:
         """The constructor arguments that rebuild this module's shape (for prunq.load)."""
         return {"type": "Int8Linear", "in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "mode": self.mode, "activation": self.activation}
+                "bias": self.bias is not None, "mode": self.mode, "activation": self.activation,
+                "smooth": self.x_channel_scale is not None}
 
     def _repack(self) -> None:
         self.w_packed, self.w_colsum = vnni_pack(self.w_q) if self.mode == "dynamic" else (None, None)
@@ -68,6 +100,8 @@ class Int8Linear(nn.Module):
         self.w_scale = self.w_scale.float()
         if self.bias is not None:
             self.bias = self.bias.float()
+        if self.x_channel_scale is not None:
+            self.x_channel_scale = self.x_channel_scale.float()
         self._repack()
         return self
 
@@ -75,9 +109,10 @@ class Int8Linear(nn.Module):
         if self.mode == "weight_only":
             return ops.int8_weight_only_linear(x, self.w_q, self.w_scale, self.bias)
         return ops.int8_dynamic_linear_prepacked(x, self.w_q, self.w_packed, self.w_colsum, self.w_scale, self.bias,
-                                                 self.activation)
+                                                 self.activation, self.x_channel_scale)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, mode={self.mode}"
-                + (f", activation={self.activation}" if self.activation != "none" else ""))
+                + (f", activation={self.activation}" if self.activation != "none" else "")
+                + (", smooth=True" if self.x_channel_scale is not None else ""))

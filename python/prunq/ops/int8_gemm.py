@@ -18,7 +18,9 @@ once and pass through `int8_linear_prepacked`, which is int8_linear with that co
 and an optional activation applied in the epilogue (activation="gelu": the exact, erf GELU of
 y, as in BERT's intermediate layer, saving a pass over the widest activation of the block).
 `int8_dynamic_linear_prepacked` is quantize_per_token followed by int8_linear_prepacked in one
-call (y in x's dtype); on the CPU the rows are quantized straight into the kernel's layout.
+call (y in x's dtype); on the CPU the rows are quantized straight into the kernel's layout. Its
+optional x_channel_scale [K] multiplies each column of x before quantization (SmoothQuant: the
+module divides w's columns' scale out of the activations' outlier channels and into w).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ lib.define(
 )
 lib.define(
     "int8_dynamic_linear_prepacked(Tensor x, Tensor w_q, Tensor w_packed, Tensor w_colsum, Tensor w_scale, "
-    "Tensor? bias, str activation=\"none\") -> Tensor"
+    "Tensor? bias, str activation=\"none\", Tensor? x_channel_scale=None) -> Tensor"
 )
 ACTIVATIONS = {"none": 0, "gelu": 1}
 
@@ -126,10 +128,22 @@ def _(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activatio
     return x_q.new_empty((*x_q.shape[:-1], w_q.shape[0]), dtype=out_dtype or torch.float32)
 
 
+def _check_channel_scale(x, x_channel_scale):
+    if x_channel_scale is None:
+        return
+    if x_channel_scale.dtype != torch.float32:
+        raise TypeError(f"x_channel_scale: expected float32, got {x_channel_scale.dtype}")
+    if x_channel_scale.shape != (x.shape[-1],):
+        raise ValueError(f"x_channel_scale: expected shape ({x.shape[-1]},) (K of x), got {tuple(x_channel_scale.shape)}")
+    if x_channel_scale.device != x.device:
+        raise ValueError(f"x_channel_scale: expected a tensor on {x.device} like x, got {x_channel_scale.device}")
+
+
 @torch.library.register_fake("prunq::int8_dynamic_linear_prepacked")
-def _(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none"):
+def _(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_channel_scale=None):
     _check_weight_only(x, w_q, w_scale, bias)
     _check_activation(activation)
+    _check_channel_scale(x, x_channel_scale)
     return x.new_empty((*x.shape[:-1], w_q.shape[0]))
 
 
@@ -166,8 +180,8 @@ def int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=N
     return (torch.nn.functional.gelu(y) if activation == "gelu" else y).to(out_dtype or torch.float32)
 
 
-def int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias=None, activation="none"):
-    x_q, x_scale = quantize_per_token_ref(x)
+def int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias=None, activation="none", x_channel_scale=None):
+    x_q, x_scale = quantize_per_token_ref(x if x_channel_scale is None else x.float() * x_channel_scale)
     return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, x.dtype, activation)
 
 
@@ -228,10 +242,11 @@ def _cpu_weight_only(x, w_q, w_scale, bias):
     return out.view(*x.shape[:-1], n)
 
 
-def _triton_quantize(x):
+def _triton_quantize(x, channel_scale=None):
     from ..triton_kernels import int8_gemm as kernels
 
-    q, scale = kernels.quantize_per_token(_rows(x).contiguous())
+    q, scale = kernels.quantize_per_token(_rows(x).contiguous(),
+                                          None if channel_scale is None else channel_scale.contiguous())
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
@@ -323,7 +338,7 @@ def _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias,
                             w_packed if packed else None, w_colsum if packed else None, activation)
 
 
-def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation):
+def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation, x_channel_scale):
     device = x.device
     x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
     n, k = w_q.shape
@@ -334,28 +349,33 @@ def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation):
         w, colsum = _native.native_tensor(w_q, "w_q", torch.int8, device), None
     ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    cs = None if x_channel_scale is None else _native.native_tensor(x_channel_scale, "x_channel_scale", torch.float32,
+                                                                    device)
     x_scale = torch.empty(x2.shape[0], dtype=torch.float32)
     out = torch.empty((x2.shape[0], n), dtype=x.dtype)
-    _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), x_scale.data_ptr(), w.data_ptr(),
+    _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), _native.address(cs), x_scale.data_ptr(),
+                                w.data_ptr(),
                                 _native.address(colsum), ws.data_ptr(), _native.address(b), out.data_ptr(),
                                 _native.dtype_code(x.dtype), x2.shape[0], n, k, torch.get_num_threads(),
                                 ACTIVATIONS[activation])
     return out.view(*x.shape[:-1], n)
 
 
-def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none"):
+def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none",
+                                   x_channel_scale=None):
     _check_weight_only(x, w_q, w_scale, bias)
     _check_activation(activation)
+    _check_channel_scale(x, x_channel_scale)
     path = _path(x.device.type)
     if path == "triton":
-        x_q, x_scale = _triton_quantize(x)
+        x_q, x_scale = _triton_quantize(x, x_channel_scale)
         return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, x.dtype, activation)
     if path == "reference":
-        return int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias, activation)
+        return int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias, activation, x_channel_scale)
     _check_packed(w_q, w_packed, w_colsum)
     packed = w_packed.numel() > 0 and _native.C.vnni_available()
     return _cpu_dynamic_linear(x, w_q, w_packed if packed else None, w_colsum if packed else None, w_scale, bias,
-                               activation)
+                               activation, x_channel_scale)
 
 
 def _weight_only(x, w_q, w_scale, bias):
@@ -400,9 +420,10 @@ def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.T
 
 def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: torch.Tensor,
                                   w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
-                                  activation: str = "none") -> torch.Tensor:
-    """int8_linear_prepacked(*quantize_per_token(x), ...) in x's dtype, in one call."""
-    return torch.ops.prunq.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation)
+                                  activation: str = "none", x_channel_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """int8_linear_prepacked(*quantize_per_token(x * x_channel_scale), ...) in x's dtype, in one call."""
+    return torch.ops.prunq.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation,
+                                                         x_channel_scale)
 
 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
