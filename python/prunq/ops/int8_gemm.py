@@ -209,12 +209,10 @@ def _cpu_quantize(x):
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
-def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None, activation="none"):
-    """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None."""
-    device = x_q.device
-    x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, device)
-    xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, device)
-    n, k = w_q.shape
+def _native_weight(w_q, w_packed, w_colsum, w_scale, bias):
+    """(w, colsum, w_scale, bias) ready for prunq._C: the VNNI packing when w_packed is given
+    (colsum None otherwise), bias as float32."""
+    device = w_q.device
     if w_packed is not None:
         w = _native.native_tensor(w_packed, "w_packed", torch.int8, device)
         colsum = _native.native_tensor(w_colsum, "w_colsum", torch.int32, device)
@@ -222,6 +220,15 @@ def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None,
         w, colsum = _native.native_tensor(w_q, "w_q", torch.int8, device), None
     ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    return w, colsum, ws, b
+
+
+def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None, activation="none"):
+    """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None."""
+    x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, x_q.device)
+    xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, x_q.device)
+    w, colsum, ws, b = _native_weight(w_q, w_packed, w_colsum, w_scale, bias)
+    n, k = w_q.shape
     out = torch.empty((x2.shape[0], n), dtype=out_dtype)
     _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), _native.address(colsum), ws.data_ptr(), _native.address(b),
                         out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads(),
@@ -339,18 +346,11 @@ def _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias,
 
 
 def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation, x_channel_scale):
-    device = x.device
-    x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
+    w, colsum, ws, b = _native_weight(w_q, w_packed, w_colsum, w_scale, bias)
     n, k = w_q.shape
-    if w_packed is not None:
-        w = _native.native_tensor(w_packed, "w_packed", torch.int8, device)
-        colsum = _native.native_tensor(w_colsum, "w_colsum", torch.int32, device)
-    else:
-        w, colsum = _native.native_tensor(w_q, "w_q", torch.int8, device), None
-    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
-    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
     cs = None if x_channel_scale is None else _native.native_tensor(x_channel_scale, "x_channel_scale", torch.float32,
-                                                                    device)
+                                                                    x.device)
     x_scale = torch.empty(x2.shape[0], dtype=torch.float32)
     out = torch.empty((x2.shape[0], n), dtype=x.dtype)
     _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), _native.address(cs), x_scale.data_ptr(),
