@@ -53,16 +53,23 @@ def _quantize_kernel(X, MUL, Q, SCALE, cols, HAS_MUL: tl.constexpr, BLOCK: tl.co
 
 
 @triton.jit
-def _tile_pointers(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """Grouped ordering: GROUP_M row blocks share each column block while it is in L2."""
+def _tile(M, N, K, X, W, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """This program's rows and columns, and pointers to the first K block of x [M, K] and of w
+    [N, K] read as [BLOCK_K, BLOCK_N]. Grouped ordering: GROUP_M row blocks share each column
+    block while it is in L2."""
+    pid = tl.program_id(0)
     blocks_m = tl.cdiv(M, BLOCK_M)
     blocks_n = tl.cdiv(N, BLOCK_N)
-    group = pid // (GROUP_M * blocks_n)
-    first_m = group * GROUP_M
+    first_m = (pid // (GROUP_M * blocks_n)) * GROUP_M
     group_size = min(blocks_m - first_m, GROUP_M)
     pid_m = first_m + (pid % group_size)
     pid_n = (pid % (GROUP_M * blocks_n)) // group_size
-    return pid_m, pid_n
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    x_ptrs = X + rows[:, None].to(tl.int64) * K + ks[None, :]
+    w_ptrs = W + cols[None, :].to(tl.int64) * K + ks[:, None]
+    return rows, cols, ks, x_ptrs, w_ptrs
 
 
 @triton.jit
@@ -81,12 +88,7 @@ def _epilogue(acc, rows, cols, M, N, W_SCALE, BIAS, OUT, HAS_BIAS: tl.constexpr,
 def _int8_gemm_kernel(X, X_SCALE, W, W_SCALE, BIAS, OUT, M, N, K,
                       HAS_BIAS: tl.constexpr, GELU: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    pid_m, pid_n = _tile_pointers(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    ks = tl.arange(0, BLOCK_K)
-    x_ptrs = X + rows[:, None].to(tl.int64) * K + ks[None, :]
-    w_ptrs = W + cols[None, :].to(tl.int64) * K + ks[:, None]  # w [N, K] read as [BLOCK_K, BLOCK_N]
+    rows, cols, ks, x_ptrs, w_ptrs = _tile(M, N, K, X, W, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_ptrs, mask=(rows[:, None] < M) & (ks[None, :] < K - k0), other=0)
@@ -102,12 +104,7 @@ def _int8_gemm_kernel(X, X_SCALE, W, W_SCALE, BIAS, OUT, M, N, K,
 @triton.jit
 def _weight_only_kernel(X, W, W_SCALE, BIAS, OUT, M, N, K, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    pid_m, pid_n = _tile_pointers(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    ks = tl.arange(0, BLOCK_K)
-    x_ptrs = X + rows[:, None].to(tl.int64) * K + ks[None, :]
-    w_ptrs = W + cols[None, :].to(tl.int64) * K + ks[:, None]
+    rows, cols, ks, x_ptrs, w_ptrs = _tile(M, N, K, X, W, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_ptrs, mask=(rows[:, None] < M) & (ks[None, :] < K - k0), other=0.0)

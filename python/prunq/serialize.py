@@ -22,7 +22,7 @@ from torch import nn
 from .compress import RECORD
 from .compress.fuse_gelu import fusable as gelu_fusable, fuse_block as fuse_gelu_block
 from .compress.fuse_norms import fusable, fuse_block
-from .compress.swap import as_linear, set_submodule
+from .compress.swap import linear_features, set_submodule
 from .nn import Int8Embedding, Int8Linear, LowRankLinear
 
 FORMAT = 1
@@ -139,8 +139,7 @@ def _device_of(module: nn.Module) -> torch.device:
 def _shape_of(module: nn.Module) -> tuple[int, int] | None:
     if isinstance(module, nn.Embedding):
         return module.num_embeddings, module.embedding_dim
-    linear = as_linear(module)
-    return (linear.in_features, linear.out_features) if linear is not None else None
+    return linear_features(module)
 
 
 def _build_modules(header: dict, model: nn.Module, path) -> dict[str, nn.Module]:
@@ -170,7 +169,7 @@ def _build_modules(header: dict, model: nn.Module, path) -> dict[str, nn.Module]
             raise ValueError(f"{path}: module {name!r} is a {cls.__name__} of shape {shape} in the file, "
                              f"but a {type(original).__name__} of shape {expected} in this model")
         if isinstance(module, LowRankLinear):
-            module.to(as_linear(original).weight.dtype)
+            module.to(original.weight.dtype)  # the Linear or Conv1D it replaces
         if parent_name in built:
             setattr(built[parent_name], child, module)
         built[name] = module

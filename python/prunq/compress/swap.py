@@ -12,12 +12,16 @@ from torch import nn
 DEFAULT_EXCLUDE = ("*lm_head*", "*classifier*", "*score*", "*qa_outputs*", "*pooler*")
 
 
+def _is_conv1d(module: nn.Module) -> bool:
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and module.weight.dim() == 2
+
+
 def as_linear(module: nn.Module) -> nn.Linear | None:
     """nn.Linear as it is; Hugging Face's Conv1D (GPT-2: weight [K, N], y = x @ W + b) as the
     equivalent nn.Linear; anything else None."""
     if isinstance(module, nn.Linear):
         return module
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and module.weight.dim() == 2:
+    if _is_conv1d(module):
         in_features, out_features = module.weight.shape
         linear = nn.Linear(in_features, out_features, device=module.weight.device, dtype=module.weight.dtype)
         linear.weight = nn.Parameter(module.weight.detach().t().contiguous())
@@ -49,7 +53,14 @@ def is_embedding(module: nn.Module) -> bool:
 
 
 def is_linear(module: nn.Module) -> bool:
-    return as_linear(module) is not None if type(module).__name__ == "Conv1D" else isinstance(module, nn.Linear)
+    return isinstance(module, nn.Linear) or _is_conv1d(module)
+
+
+def linear_features(module: nn.Module) -> tuple[int, int] | None:
+    """(in_features, out_features) of an nn.Linear or Conv1D, without converting it."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    return tuple(module.weight.shape) if _is_conv1d(module) else None
 
 
 @torch.no_grad()
