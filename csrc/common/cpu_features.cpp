@@ -32,6 +32,14 @@ bool has_avx512_vnni() {
 #endif
 }
 
+bool has_avx512_bf16() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 std::atomic<int>& active() {

@@ -12,6 +12,7 @@ enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2 };
 std::vector<std::string> cpu_features();
 Isa best_isa();
 bool has_avx512_vnni();
+bool has_avx512_bf16();
 Isa active_isa();
 // Selects `isa`; throws std::invalid_argument when the CPU lacks it.
 void set_active_isa(Isa isa);

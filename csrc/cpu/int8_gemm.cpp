@@ -37,6 +37,7 @@ struct Dot {
 
 #define PRUNQ_ISA portable
 #include "int8_gemm_kernel.h"
+#include "int8_weight_only_kernel.h"
 
 namespace prunq::cpu {
 

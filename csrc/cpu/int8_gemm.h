@@ -76,6 +76,8 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
                        const Int8GemmArgs& args);
 void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                               const Int8GemmArgs& args);
+// bf16 activations only; needs has_avx512_bf16().
+void int8_weight_only_gemm_avx512bf16(const WeightOnlyArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \
