@@ -83,6 +83,11 @@ constexpr int64_t kRowPanelBytesPacked = 1 << 20;
 // int32). Measured on a 32 KB-L1 core: 256 and 384 were slower at K = 384 and K = 1536.
 constexpr int64_t kBlockGroups = 128;
 
+// How far ahead of the group being multiplied the kernel asks for w. Panels follow each other in
+// memory, so this runs on into the next panel; at the very end it asks for bytes past w, which a
+// prefetch may do.
+constexpr int64_t kPrefetchBytes = 4096;
+
 struct KBlock {
   int64_t g_begin, g_end;  // groups of 4 k
   bool first, last;
@@ -98,6 +103,7 @@ void vnni_tile(const uint8_t* xu, int64_t ldx, const int8_t* panel, KBlock kb, i
       c[i][j] = kb.first ? _mm512_setzero_si512() : _mm512_loadu_si512(partial + i * kVnniPanel + j * 16);
   for (int64_t g = kb.g_begin; g < kb.g_end; ++g) {
     const __m512i* wg = reinterpret_cast<const __m512i*>(panel + g * kVnniPanel * 4);
+    for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(wg + line) + kPrefetchBytes, _MM_HINT_T0);
     const __m512i w0 = _mm512_loadu_si512(wg), w1 = _mm512_loadu_si512(wg + 1), w2 = _mm512_loadu_si512(wg + 2),
                   w3 = _mm512_loadu_si512(wg + 3);
 #pragma GCC unroll 6
