@@ -5,6 +5,8 @@
 // weights, and is exact over the whole int8 range.
 #include <memory>
 
+#include "../common/cpu_features.h"
+
 #include "vec_avx512.h"
 
 namespace prunq::cpu::avx512 {
@@ -41,6 +43,27 @@ struct Dot {
     for (int i = 0; i < 4; ++i)
       _mm_storeu_si128(reinterpret_cast<__m128i*>(acc[i]), reduce4(c[i][0], c[i][1], c[i][2], c[i][3]));
   }
+
+  template <class T>
+  static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
+    __m512 c[4][4];
+    for (auto& row : c)
+      for (auto& v : row) v = _mm512_setzero_ps();
+    auto step = [&](int64_t kk, int n) {
+      const __mmask16 m = __mmask16((1u << n) - 1);
+      __m512 wv[4];
+      for (int j = 0; j < 4; ++j) wv[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, w[j] + kk)));
+      for (int i = 0; i < 4; ++i) {
+        const __m512 xv = (n == 16 ? Vec::load(x[i] + kk) : Vec::load(x[i] + kk, n)).v;
+        for (int j = 0; j < 4; ++j) c[i][j] = _mm512_fmadd_ps(xv, wv[j], c[i][j]);
+      }
+    };
+    int64_t kk = 0;
+    for (; kk + 16 <= k; kk += 16) step(kk, 16);
+    if (kk < k) step(kk, int(k - kk));
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_reduce_add_ps(c[i][j]);
+  }
 };
 
 }  // namespace
@@ -48,6 +71,7 @@ struct Dot {
 
 #define PRUNQ_ISA avx512
 #include "int8_gemm_kernel.h"
+#include "int8_weight_only_kernel.h"
 
 // The GEMM on a packed w (pack_int8_vnni), the fast path for weights packed once by a module.
 // Outer products: per group of 4 k, each of MR rows of x is broadcast (4 bytes, made unsigned by
@@ -268,6 +292,13 @@ void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_s
     case DType::f16: xu = avx512::quantized_unsigned_rows(static_cast<const f16*>(x), channel_scale, x_scale, a, kp, ldx); break;
   }
   vnni_gemm(a, xu.get(), ldx);
+}
+
+// bf16 activations take the vdpbf16ps kernel where the CPU has it. For fp32 and fp16 the fp32 FMA
+// tiles here measured faster than dequantizing strips of w to fp32 first.
+void int8_weight_only_gemm_avx512(const WeightOnlyArgs& a) {
+  if (a.dtype == DType::bf16 && has_avx512_bf16()) return int8_weight_only_gemm_avx512bf16(a);
+  avx512::int8_weight_only_gemm(a);
 }
 
 }  // namespace prunq::cpu
