@@ -1,7 +1,8 @@
-// The weight-only GEMM of the portable and AVX2 paths: the tiling of int8_gemm_kernel.h around
+// The weight-only GEMM of every instruction set for fp32 and fp16 activations (and bf16 where
+// the CPU lacks AVX512_BF16): the tiling of int8_gemm_kernel.h around
 //   Dot::wo(x_rows[4], w_rows[4], k, float acc[4][4])     (x_rows of type T)
-// which widens both operands to fp32 in registers. Included after int8_gemm_kernel.h. (AVX-512
-// dequantizes strips of w once for all rows instead: int8_weight_only_avx512.h.)
+// which widens both operands to fp32 in registers. Included after int8_gemm_kernel.h. bf16
+// activations on AVX512_BF16 take int8_weight_only_avx512bf16.cpp instead.
 namespace prunq::cpu::PRUNQ_ISA {
 namespace {
 
