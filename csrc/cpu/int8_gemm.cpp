@@ -37,7 +37,6 @@ struct Dot {
 
 #define PRUNQ_ISA portable
 #include "int8_gemm_kernel.h"
-#include "int8_weight_only_kernel.h"
 
 namespace prunq::cpu {
 

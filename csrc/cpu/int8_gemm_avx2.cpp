@@ -70,7 +70,6 @@ struct Dot {
 
 #define PRUNQ_ISA avx2
 #include "int8_gemm_kernel.h"
-#include "int8_weight_only_kernel.h"
 
 namespace prunq::cpu {
 

@@ -71,7 +71,6 @@ struct Dot {
 
 #define PRUNQ_ISA avx512
 #include "int8_gemm_kernel.h"
-#include "int8_weight_only_kernel.h"
 
 // The GEMM on a packed w (pack_int8_vnni), the fast path for weights packed once by a module.
 // Outer products: per group of 4 k, each of MR rows of x is broadcast (4 bytes, made unsigned by

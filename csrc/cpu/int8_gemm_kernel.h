@@ -1,7 +1,8 @@
 // The INT8 GEMM family written once: per-token quantization against the Vec interface, and the
-// GEMM driver (tiling, threads, epilogue) around a per-instruction-set `Dot` class that computes
+// GEMM drivers (tiling, threads, epilogue) around a per-instruction-set `Dot` class that computes
 // 4 x 4 tiles of dot products along K:
 //   Dot::int8(x_rows[4], w_rows[4], k, int32_t acc[4][4])
+//   Dot::wo(x_rows[4], w_rows[4], k, float acc[4][4])     (x_rows of type T)
 // Included by each instruction-set translation unit after its vec header and its Dot, with
 // PRUNQ_ISA naming that namespace (see layernorm_kernel.h for why).
 #include <algorithm>
@@ -110,6 +111,23 @@ void int8_gemm_typed(const Int8GemmArgs& a) {
   });
 }
 
+template <class T>
+void weight_only_typed(const WeightOnlyArgs& a) {
+  const auto* x = static_cast<const T*>(a.x);
+  for_each_tile(a.m, a.n, a.k * int64_t(sizeof(T)), a.num_threads, [&](int64_t m0, int64_t n0, int rows, int cols) {
+    const T* xr[kTile];
+    const int8_t* wr[kTile];
+    tile_rows(x, m0, rows, a.k, xr);
+    tile_rows(a.w, n0, cols, a.k, wr);
+    float acc[kTile][kTile];
+    Dot::wo(xr, wr, a.k, acc);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j)
+        store_out<T>(a.out, (m0 + i) * a.n + n0 + j,
+                     acc[i][j] * a.w_scale[n0 + j] + (a.bias ? a.bias[n0 + j] : 0.f));
+  });
+}
+
 }  // namespace
 
 inline void quantize_per_token(const QuantizeArgs& a) {
@@ -125,6 +143,14 @@ inline void int8_gemm(const Int8GemmArgs& a) {
     case DType::f32: return int8_gemm_typed<float>(a);
     case DType::bf16: return int8_gemm_typed<bf16>(a);
     case DType::f16: return int8_gemm_typed<f16>(a);
+  }
+}
+
+inline void int8_weight_only_gemm(const WeightOnlyArgs& a) {
+  switch (a.dtype) {
+    case DType::f32: return weight_only_typed<float>(a);
+    case DType::bf16: return weight_only_typed<bf16>(a);
+    case DType::f16: return weight_only_typed<f16>(a);
   }
 }
 

@@ -59,7 +59,7 @@ void copy_row(const bf16* x, int64_t k, int64_t kp, bf16* dst) {
 
 // `next` is the next strip of int8 w (4 x K bytes). Each step brings into L2 the 4 x 32 bytes of
 // it that the dequantization of the next strip will read at the same point of K, so one pass
-// covers it all.
+// covers it all. For the last strip this asks for a few bytes past w, which a prefetch may do.
 template <int MR>
 void strip_tile(const bf16* x, int64_t ldx, const bf16* strip, int64_t kp, const int8_t* next,
                 float acc[MR][kStripCols]) {
