@@ -9,6 +9,7 @@ import prunq
 from prunq import _native
 from prunq._backend import use_backend
 from prunq.formats.int8 import quantize_weight, vnni_pack
+from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
                                  quantize_per_token_ref)
 
@@ -334,6 +335,30 @@ def test_triton_weight_only_matches_reference(device, backend, dtype):
                                                     bias.to(device))
         assert got.dtype == dtype
         torch.testing.assert_close(got.cpu(), int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
+
+
+@pytest.mark.skipif(not HAS_TRITON_OP, reason="torch.library.triton_op needs torch >= 2.6")
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_triton_ops_give_their_ops_results(device):
+    """The triton_ops that torch.compile traces into run the kernels of the ops' Triton path."""
+    g = torch.Generator().manual_seed(6)
+    x, w_q = torch.randn(2, 5, 70, generator=g), random_int8(33, 70, generator=g)
+    w_scale, bias, channel_scale = torch.rand(33, generator=g) * 0.01, torch.randn(33, generator=g), torch.rand(70) + 0.5
+    x, w_q, w_scale, bias, channel_scale = (t.to(device) for t in (x, w_q, w_scale, bias, channel_scale))
+    ops, empty = torch.ops.prunq, (torch.empty(0, dtype=torch.int8, device=device),
+                                   torch.empty(0, dtype=torch.int32, device=device))
+    with run_on(device, "triton"):
+        q, scale = ops.quantize_per_token_triton(x, None)
+        for got, want in zip((q, scale), prunq.ops.quantize_per_token(x)):
+            assert torch.equal(got, want)
+        got = ops.int8_linear_triton(q, scale, w_q, w_scale, bias, torch.bfloat16, "gelu")
+        assert torch.equal(got, prunq.ops.int8_linear_prepacked(q, scale, w_q, *empty, w_scale, bias, torch.bfloat16,
+                                                                "gelu"))
+        smooth_q, smooth_scale = ops.quantize_per_token_triton(x, channel_scale)
+        assert torch.equal(ops.int8_linear_triton(smooth_q, smooth_scale, w_q, w_scale, None, None, "none"),
+                           prunq.ops.int8_dynamic_linear_prepacked(x, w_q, *empty, w_scale, None, "none", channel_scale))
+        assert torch.equal(ops.int8_weight_only_linear_triton(x, w_q, w_scale, bias),
+                           prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias))
 
 
 def test_forced_cuda_backend_on_cpu_tensors_is_an_error():

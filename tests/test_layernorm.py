@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import prunq
 from prunq import _native
 from prunq._backend import triton_usable, use_backend
+from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops.layernorm import add_layer_norm_ref, add_rms_norm_ref
 
 from .conftest import requires_cuda
@@ -87,6 +88,22 @@ def test_triton_matches_reference(rms, case):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with use_backend("triton"):
         check_against_reference(rms, *make_inputs(**case, device=device))
+
+
+@pytest.mark.skipif(not HAS_TRITON_OP, reason="torch.library.triton_op needs torch >= 2.6")
+@pytest.mark.parametrize("rms", [False, True], ids=["layer_norm", "rms_norm"])
+def test_triton_op_gives_the_ops_result(rms):
+    """The triton_op that torch.compile traces into runs the kernel of the ops' Triton path."""
+    if not triton_usable()[0]:
+        pytest.skip(triton_usable()[1])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x, residual, weight, bias = make_inputs((3, 5), 72, torch.bfloat16, device=device)
+    bias = None if rms else bias
+    with use_backend("triton"):
+        want = prunq.ops.add_rms_norm(x, residual, weight) if rms else prunq.ops.add_layer_norm(x, residual, weight, bias)
+        got = torch.ops.prunq.add_norm_triton(x, residual, weight, bias, 1e-6 if rms else 1e-5, rms)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
 
 
 @requires_cuda

@@ -3,10 +3,15 @@
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.testing import AotEagerAndRecordGraphs
 from torch.nn import functional as F
 
+from prunq._backend import use_backend
 from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
 
+from prunq.ops._library import HAS_TRITON_OP
+
+from .conftest import requires_cuda
 from .tolerances import MIN_SQNR_DB
 
 
@@ -140,6 +145,31 @@ def test_int8_linear_compiled_matches_eager(mode):
     x = torch.randn(4, 48)
     compiled = torch.compile(module, fullgraph=True)
     torch.testing.assert_close(compiled(x), module(x), rtol=0, atol=0)
+
+
+def _module_and_inputs(name):
+    g = torch.Generator().manual_seed(0)
+    if name == "add_layer_norm":
+        module = AddLayerNorm.from_norm(nn.LayerNorm(96))
+        return module, (torch.randn(3, 7, 96, generator=g), torch.randn(3, 7, 96, generator=g))
+    return Int8Linear.from_linear(nn.Linear(96, 40), mode=name), (torch.randn(3, 7, 96, generator=g),)
+
+
+@requires_cuda
+@pytest.mark.skipif(not HAS_TRITON_OP, reason="torch.library.triton_op needs torch >= 2.6")
+@pytest.mark.parametrize("name", ["dynamic", "weight_only", "add_layer_norm"])
+def test_compiled_modules_on_cuda_trace_into_the_triton_kernels(name):
+    module, inputs = _module_and_inputs(name)
+    module, inputs = module.cuda(), [t.cuda() for t in inputs]
+    recorder = AotEagerAndRecordGraphs()
+    with use_backend("triton"), torch.no_grad():
+        want = module(*inputs)
+        for backend in (recorder, "inductor"):
+            torch._dynamo.reset()
+            got = torch.compile(module, backend=backend, fullgraph=True)(*inputs)
+            for g, w in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+                torch.testing.assert_close(g, w, rtol=0, atol=0)
+    assert "triton_kernel_wrapper" in recorder.fw_graphs[0].code
 
 
 def test_int8_linear_rejects_bad_arguments():

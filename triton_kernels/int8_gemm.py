@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .layernorm import _to_storage
+from .layernorm import _to_storage, wrap_triton
 
 MAX_QUANTIZE_COLS = 65536
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -133,7 +133,7 @@ def quantize_per_token(x: torch.Tensor, channel_scale: torch.Tensor | None = Non
     q = torch.empty((m, k), dtype=torch.int8, device=x.device)
     scale = torch.empty(m, dtype=torch.float32, device=x.device)
     if m > 0:
-        _quantize_kernel[(m,)](x, channel_scale if channel_scale is not None else scale, q, scale, k,
+        wrap_triton(_quantize_kernel)[(m,)](x, channel_scale if channel_scale is not None else scale, q, scale, k,
                                HAS_MUL=channel_scale is not None, BLOCK=triton.next_power_of_2(max(k, 1)))
     return q, scale
 
@@ -144,7 +144,7 @@ def int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, gelu=False) -> torc
     n = w_q.shape[0]
     out = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
     if m > 0 and n > 0:
-        _int8_gemm_kernel[_grid(m, n)](x_q, x_scale, w_q, w_scale, bias if bias is not None else w_scale, out,
+        wrap_triton(_int8_gemm_kernel)[_grid(m, n)](x_q, x_scale, w_q, w_scale, bias if bias is not None else w_scale, out,
                                        m, n, k, HAS_BIAS=bias is not None, GELU=gelu)
     return out
 
@@ -155,6 +155,6 @@ def int8_weight_only_linear(x, w_q, w_scale, bias) -> torch.Tensor:
     n = w_q.shape[0]
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m > 0 and n > 0:
-        _weight_only_kernel[_grid(m, n)](x, w_q, w_scale, bias if bias is not None else w_scale, out, m, n, k,
+        wrap_triton(_weight_only_kernel)[_grid(m, n)](x, w_q, w_scale, bias if bias is not None else w_scale, out, m, n, k,
                                          HAS_BIAS=bias is not None, UPCAST=_INTERPRETED)
     return out

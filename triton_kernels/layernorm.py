@@ -10,6 +10,10 @@ import triton.language as tl
 # One program holds a row in registers; longer rows go to the CUDA kernel.
 MAX_HIDDEN = 65536
 
+# Kernels launch through wrap_triton so that torch.compile, tracing a prunq triton_op, records
+# them in its graph (torch >= 2.6); outside tracing it hands back the kernel itself.
+wrap_triton = getattr(torch.library, "wrap_triton", lambda kernel: kernel)
+
 
 @triton.jit
 def _to_storage(x, dtype: tl.constexpr):
@@ -74,7 +78,7 @@ def add_norm(
         return out, total
     block = triton.next_power_of_2(hidden)
     num_warps = min(max(block * x.element_size() // 2048, 1), 16)
-    _add_norm_kernel[(rows,)](
+    wrap_triton(_add_norm_kernel)[(rows,)](
         x, residual,
         weight if weight is not None else x,  # never read: HAS_W is False
         bias if bias is not None else x,

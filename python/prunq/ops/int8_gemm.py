@@ -30,7 +30,7 @@ import torch
 from .. import _native
 from .._backend import forced_backend, triton_usable
 from ..formats.int8 import vnni_pack
-from ._library import lib
+from ._library import compiling_for_triton, define_triton_op, lib
 
 lib.define("quantize_per_token(Tensor x) -> (Tensor, Tensor)")
 lib.define("int8_linear(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor")
@@ -249,7 +249,7 @@ def _cpu_weight_only(x, w_q, w_scale, bias):
     return out.view(*x.shape[:-1], n)
 
 
-def _triton_quantize(x, channel_scale=None):
+def _triton_quantize(x: torch.Tensor, channel_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     from ..triton_kernels import int8_gemm as kernels
 
     q, scale = kernels.quantize_per_token(_rows(x).contiguous(),
@@ -257,7 +257,8 @@ def _triton_quantize(x, channel_scale=None):
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
-def _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation="none"):
+def _triton_int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                        bias: torch.Tensor | None, out_dtype: torch.dtype | None, activation: str = "none") -> torch.Tensor:
     from ..triton_kernels import int8_gemm as kernels
 
     y = kernels.int8_linear(_rows(x_q).contiguous(), x_scale.reshape(-1).contiguous(), w_q.contiguous(),
@@ -266,7 +267,8 @@ def _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation=
     return y.view(*x_q.shape[:-1], w_q.shape[0])
 
 
-def _triton_weight_only(x, w_q, w_scale, bias):
+def _triton_weight_only(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                        bias: torch.Tensor | None) -> torch.Tensor:
     from ..triton_kernels import int8_gemm as kernels
 
     y = kernels.int8_weight_only_linear(_rows(x).contiguous(), w_q.contiguous(), w_scale.contiguous(),
@@ -274,9 +276,11 @@ def _triton_weight_only(x, w_q, w_scale, bias):
     return y.view(*x.shape[:-1], w_q.shape[0])
 
 
+@torch.compiler.assume_constant_result
 def _path(device_type: str) -> str:
     """"native", "triton" or "reference" for tensors on `device_type`, as PRUNQ_BACKEND allows.
-    CPU: prunq._C. CUDA: Triton (this family has no CUDA C++ kernel yet). Elsewhere: reference."""
+    CPU: prunq._C. CUDA: Triton (this family has no CUDA C++ kernel yet). Elsewhere: reference.
+    Constant within a compiled graph."""
     backend = forced_backend()
     if backend == "reference" or device_type not in ("cpu", "cuda"):
         return "reference"
@@ -387,6 +391,10 @@ def _weight_only(x, w_q, w_scale, bias):
         x, w_q, w_scale, bias)
 
 
+_quantize_triton = define_triton_op("quantize_per_token_triton", _triton_quantize)
+_int8_linear_triton = define_triton_op("int8_linear_triton", _triton_int8_linear)
+_weight_only_triton = define_triton_op("int8_weight_only_linear_triton", _triton_weight_only)
+
 for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_linear),
                      ("int8_linear_prepacked", _int8_linear_prepacked),
                      ("int8_dynamic_linear_prepacked", _int8_dynamic_linear_prepacked),
@@ -400,12 +408,18 @@ for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_li
 
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one fp32 scale per row (last dimension)."""
+    if compiling_for_triton(x, _path):
+        _check_quantize(x)
+        return _quantize_triton(x, None)
     return torch.ops.prunq.quantize_per_token(x)
 
 
 def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
                 bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """(x_q @ w_q.T) * x_scale[:, None] * w_scale[None, :] + bias with int32 accumulation."""
+    if compiling_for_triton(x_q, _path):
+        _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+        return _int8_linear_triton(x_q, x_scale, w_q, w_scale, bias, out_dtype, "none")
     return torch.ops.prunq.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
 
 
@@ -414,6 +428,10 @@ def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.T
                           out_dtype: torch.dtype | None = None, activation: str = "none") -> torch.Tensor:
     """int8_linear where the CPU kernel reads (w_packed, w_colsum) = vnni_pack(w_q), followed by
     `activation` ("none" or "gelu"); with empty packed tensors, or on other devices, it reads w_q."""
+    if compiling_for_triton(x_q, _path):
+        _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+        _check_activation(activation)
+        return _int8_linear_triton(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
     return torch.ops.prunq.int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype,
                                                  activation)
 
@@ -422,6 +440,11 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
                                   w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
                                   activation: str = "none", x_channel_scale: torch.Tensor | None = None) -> torch.Tensor:
     """int8_linear_prepacked(*quantize_per_token(x * x_channel_scale), ...) in x's dtype, in one call."""
+    if compiling_for_triton(x, _path):
+        _check_weight_only(x, w_q, w_scale, bias)
+        _check_activation(activation)
+        _check_channel_scale(x, x_channel_scale)
+        return _int8_linear_triton(*_quantize_triton(x, x_channel_scale), w_q, w_scale, bias, x.dtype, activation)
     return torch.ops.prunq.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation,
                                                          x_channel_scale)
 
@@ -429,4 +452,7 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
                             bias: torch.Tensor | None = None) -> torch.Tensor:
     """x @ (w_q * w_scale[:, None]).T + bias, activations in floating point."""
+    if compiling_for_triton(x, _path):
+        _check_weight_only(x, w_q, w_scale, bias)
+        return _weight_only_triton(x, w_q, w_scale, bias)
     return torch.ops.prunq.int8_weight_only_linear(x, w_q, w_scale, bias)

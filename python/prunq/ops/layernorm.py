@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from .._backend import forced_backend, triton_usable
-from ._library import lib
+from ._library import compiling_for_triton, define_triton_op, lib
 
 lib.define(
     "add_layer_norm(Tensor x, Tensor residual, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor)"
@@ -131,7 +131,8 @@ def _cuda_native(x, residual, weight, bias, eps, rms):
         return _native_add_norm(_native.CUDA, x, residual, weight, bias, eps, rms, stream)
 
 
-def _triton(x, residual, weight, bias, eps, rms):
+def _triton(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+            eps: float, rms: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from ..triton_kernels.layernorm import add_norm
 
     hidden = x.shape[-1]
@@ -148,41 +149,38 @@ def _reference(x, residual, weight, bias, eps, rms):
     return add_layer_norm_ref(x, residual, weight, bias, eps)
 
 
-_PATHS = {"reference": _reference, "triton": _triton}
-
-
-def _run_cpu(x, residual, weight, bias, eps, rms):
-    _check(x, residual, weight, bias)
+@torch.compiler.assume_constant_result
+def _route(device_type: str) -> str:
+    """"native", "cuda", "triton" or "reference" for tensors on `device_type`, as PRUNQ_BACKEND
+    allows. CUDA prefers prunq._cuda, then Triton. Constant within a compiled graph."""
     backend = forced_backend()
-    if backend == "cuda":
-        raise RuntimeError("PRUNQ_BACKEND=cuda: x is a CPU tensor")
-    if backend in _PATHS:
-        return _PATHS[backend](x, residual, weight, bias, eps, rms)
-    if _native.C is None and backend is None:
-        return _reference(x, residual, weight, bias, eps, rms)
-    return _cpu_native(x, residual, weight, bias, eps, rms)
-
-
-def _run_cuda(x, residual, weight, bias, eps, rms):
-    _check(x, residual, weight, bias)
-    backend = forced_backend()
-    if backend in _PATHS:
-        return _PATHS[backend](x, residual, weight, bias, eps, rms)
+    if backend == "reference" or device_type not in ("cpu", "cuda"):
+        return "reference"
+    if backend == "triton":
+        return "triton"
+    if device_type == "cpu":
+        if backend == "cuda":
+            raise RuntimeError("PRUNQ_BACKEND=cuda: x is a CPU tensor")
+        return "native" if _native.C is not None or backend == "native" else "reference"
     if backend in ("native", "cuda") or _native.CUDA is not None:
-        return _cuda_native(x, residual, weight, bias, eps, rms)
-    if triton_usable()[0]:
-        return _triton(x, residual, weight, bias, eps, rms)
-    return _reference(x, residual, weight, bias, eps, rms)
+        return "cuda"
+    return "triton" if triton_usable()[0] else "reference"
 
 
-def _run_other(x, residual, weight, bias, eps, rms):
+_PATHS = {"native": _cpu_native, "cuda": _cuda_native, "triton": _triton, "reference": _reference}
+
+
+def _run(x, residual, weight, bias, eps, rms):
     _check(x, residual, weight, bias)
-    return _reference(x, residual, weight, bias, eps, rms)
+    return _PATHS[_route(x.device.type)](x, residual, weight, bias, eps, rms)
 
 
-for _device, _run in (("CPU", _run_cpu), ("CUDA", _run_cuda), ("CompositeExplicitAutograd", _run_other)):
-    lib.impl("add_layer_norm", lambda x, r, w, b, eps, _run=_run: _run(x, r, w, b, eps, False), _device)
-    lib.impl("add_rms_norm", lambda x, r, w, eps, _run=_run: _run(x, r, w, None, eps, True), _device)
+_add_norm_triton = define_triton_op("add_norm_triton", _triton)
+
+
+for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
+    lib.impl("add_layer_norm", lambda x, r, w, b, eps: _run(x, r, w, b, eps, False), _key)
+    lib.impl("add_rms_norm", lambda x, r, w, eps: _run(x, r, w, None, eps, True), _key)
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -196,6 +194,9 @@ def add_layer_norm(
     eps: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum = x + residual; out = LayerNorm(sum) over the last dimension. Returns (out, sum)."""
+    if compiling_for_triton(x, _route):
+        _check(x, residual, weight, bias)
+        return _add_norm_triton(x, residual, weight, bias, eps, False)
     return torch.ops.prunq.add_layer_norm(x, residual, weight, bias, eps)
 
 
@@ -206,4 +207,7 @@ def add_rms_norm(
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum = x + residual; out = RMSNorm(sum) over the last dimension. Returns (out, sum)."""
+    if compiling_for_triton(x, _route):
+        _check(x, residual, weight, None)
+        return _add_norm_triton(x, residual, weight, None, eps, True)
     return torch.ops.prunq.add_rms_norm(x, residual, weight, eps)
