@@ -16,8 +16,9 @@ HAS_TRITON_OP = hasattr(torch.library, "triton_op")
 
 def define_triton_op(name: str, fn):
     """Registers `fn` (typed: its schema is read from the annotations), whose kernels launch
-    through torch.library.wrap_triton, as the triton_op prunq::<name>, so that torch.compile traces into its Triton kernels. Returns the op (fn itself
-    where HAS_TRITON_OP is False; compiling_for_triton then never routes to it)."""
+    through torch.library.wrap_triton, as the triton_op prunq::<name>, so that torch.compile
+    traces into its Triton kernels. Returns the op, or fn itself where HAS_TRITON_OP is False
+    (compiling_for_triton then never routes to it)."""
     if not HAS_TRITON_OP:
         return fn
     return torch.library.triton_op(f"prunq::{name}", fn, mutates_args=())
