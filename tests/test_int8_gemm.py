@@ -112,11 +112,12 @@ def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_weight_only_long_rows_in_several_panels(cpu_isa, dtype):
-    """K long enough that the kernels walk x in more than one panel of rows, with K and N off
-    every vector width and a last group of output channels that is not full."""
+@pytest.mark.parametrize("m, k, n", [(70, 4100, 37), (1, 4100, 200), (13, 300, 131)])
+def test_weight_only_long_rows_and_many_channels(cpu_isa, dtype, m, k, n):
+    """K long enough that the kernels walk x in more than one panel of rows, N wide enough that
+    threads split the channels into several blocks with a partial last one, K and N off every
+    vector width, and row counts on both sides of a tile."""
     g = torch.Generator().manual_seed(7)
-    m, k, n = 70, 4100, 37
     x, w_q = torch.randn(m, k, generator=g).to(dtype), random_int8(n, k, generator=g)
     w_scale, bias = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)
     got = prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
