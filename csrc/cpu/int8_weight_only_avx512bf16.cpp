@@ -3,8 +3,9 @@
 //
 // Threads split N into blocks of channels. Within a block, a tile of up to 6 rows of x meets
 // strips of 4 channels; each strip's int8 weights are converted to bf16 in registers as they are
-// read, and never stored: converting again for every row tile costs less than a round trip
-// through a bf16 buffer, and the strip stays in L1 between tiles. The tile keeps 24 fp32
+// read, and never stored: converting again for every row tile measured faster than a round trip
+// through a bf16 buffer, and the block's int8 weights (64 x K bytes) stay in L2 between tiles.
+// The tile keeps 24 fp32
 // accumulators along K and reduces them at the end. Results collect in a small fp32 block and go
 // out as whole rows of the block, not as 4-channel pieces scattered across the rows of y. x is
 // copied into rows padded with zeros to a multiple of 32, so the loop over K has no tail on x.
