@@ -5,10 +5,10 @@
 // strips of 4 channels; each strip's int8 weights are converted to bf16 in registers as they are
 // read, and never stored: converting again for every row tile measured faster than a round trip
 // through a bf16 buffer, and the block's int8 weights (64 x K bytes) stay in L2 between tiles.
-// The tile keeps 24 fp32
-// accumulators along K and reduces them at the end. Results collect in a small fp32 block and go
-// out as whole rows of the block, not as 4-channel pieces scattered across the rows of y. x is
-// copied into rows padded with zeros to a multiple of 32, so the loop over K has no tail on x.
+// The tile keeps 24 fp32 accumulators along K and reduces them at the end. Results collect in a
+// small fp32 block and go out as whole rows of the block, not as 4-channel pieces scattered
+// across the rows of y. x is copied into rows padded with zeros to a multiple of 32, so the loop
+// over K has no tail on x.
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
