@@ -105,7 +105,8 @@ void weight_only_bf16(const WeightOnlyArgs& a) {
     for (int64_t r = b; r < e; ++r) copy_row(x + r * a.k, a.k, kp, xp.get() + r * ldx);
   });
   const int64_t strips = (a.n + kStripCols - 1) / kStripCols;
-  // At least ~64 K multiply-adds per thread before splitting pays; whole blocks where there are enough.
+  // At least ~64 K multiply-adds per thread before splitting pays, and a whole block per thread
+  // where there are strips enough.
   int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, a.m * kp * kStripCols));
   if (strips >= int64_t(a.num_threads) * kStripsPerBlock) min_strips = std::max<int64_t>(min_strips, kStripsPerBlock);
   parallel_for(strips, a.num_threads, min_strips, [&](int64_t s_begin, int64_t s_end) {
