@@ -12,8 +12,9 @@ weights of a model small enough for that would.
 
 On CUDA: Int8Linear (Triton kernels, quantization of x included) against fp16 nn.Linear
 (cuBLAS) and bare torch._int_mm (no quantization, no scaling: the throughput ceiling the W8A8
-goal is stated against); weight-only on fp16 activations against fp16 nn.Linear. CUDA-event
-medians (triton.testing.do_bench).
+goal is stated against); weight-only on fp16 activations against fp16 nn.Linear, through Triton
+and through prunq._cuda's kernel; per-token quantization of x through Triton and prunq._cuda.
+CUDA-event medians (triton.testing.do_bench).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import warnings
 import torch
 from torch import nn
 
+from prunq._backend import use_backend
 from prunq.nn import Int8Linear
 
 from .harness import Table, interleaved_medians, machine_description, median_seconds
@@ -90,7 +92,8 @@ def compare(quick: bool) -> Table:
 def compare_cuda(quick: bool) -> Table:
     table = Table(f"INT8 GEMM against fp16 cuBLAS and torch._int_mm: {machine_description('cuda')}",
                   ["M x K x N", "w8a8 ms", "w8a8 TOPS", "fp16 ms", "vs fp16", "_int_mm ms", "of _int_mm",
-                   "weight-only ms", "weight-only vs fp16"], baseline="fp16 Linear")
+                   "weight-only ms", "weight-only vs fp16", "weight-only CUDA C++ ms", "CUDA C++ vs fp16",
+                   "quantize Triton us", "quantize CUDA C++ us"], baseline="fp16 Linear")
     for m, k, n in GEMM_QUICK if quick else GEMM:
         torch.manual_seed(0)
         linear = nn.Linear(k, n, device="cuda", dtype=torch.float16)
@@ -99,7 +102,11 @@ def compare_cuda(quick: bool) -> Table:
         weight_only = Int8Linear.from_linear(linear, mode="weight_only")
         with torch.no_grad():
             t = {name: median_seconds(lambda _, f=f: f(), "cuda") for name, f in {
-                "w8a8": lambda: w8a8(x), "fp16": lambda: linear(x), "weight-only": lambda: weight_only(x)}.items()}
+                "w8a8": lambda: w8a8(x), "fp16": lambda: linear(x), "weight-only": lambda: weight_only(x),
+                "quantize": lambda: torch.ops.prunq.quantize_per_token(x)}.items()}
+            with use_backend("cuda"):
+                t["weight-only cuda"] = median_seconds(lambda _: weight_only(x), "cuda")
+                t["quantize cuda"] = median_seconds(lambda _: torch.ops.prunq.quantize_per_token(x), "cuda")
             if m > 16:  # torch._int_mm wants M > 16
                 x_q, _ = torch.ops.prunq.quantize_per_token(x)
                 w_t = w8a8.w_q.t()
@@ -111,7 +118,9 @@ def compare_cuda(quick: bool) -> Table:
                            f"{t['fp16'] * 1e3:.3f}", f"{t['fp16'] / t['w8a8']:.2f}x",
                            "-" if int_mm is None else f"{int_mm * 1e3:.3f}",
                            "-" if int_mm is None else f"{100 * int_mm / t['w8a8']:.0f}%",
-                           f"{t['weight-only'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only']:.2f}x"])
+                           f"{t['weight-only'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only']:.2f}x",
+                           f"{t['weight-only cuda'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only cuda']:.2f}x",
+                           f"{t['quantize'] * 1e6:.1f}", f"{t['quantize cuda'] * 1e6:.1f}"])
     return table
 
 

@@ -10,6 +10,7 @@ from prunq import _native
 from prunq._backend import use_backend
 from prunq.formats.int8 import quantize_weight, vnni_pack
 from prunq.ops._library import HAS_TRITON_OP
+from prunq.ops import int8_gemm
 from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
                                  quantize_per_token_ref)
 
@@ -269,13 +270,18 @@ def run_on(device, backend):
 
 GPU_PATHS = [("cpu", "triton"), pytest.param("cuda", "triton", marks=requires_cuda),
              pytest.param("cuda", None, marks=requires_cuda)]
+# quantize_per_token and int8_weight_only_linear also have prunq._cuda kernels.
+CUDA_KERNEL_PATHS = GPU_PATHS + [pytest.param("cuda", "cuda", marks=requires_cuda)]
+# Shapes for those kernels' vector paths (K a multiple of 8): M = 16 is one block of rows, M > 16
+# takes several; N is not a multiple of the 8 channels a block covers.
+CUDA_VECTOR_SHAPES = [(1, 4096, 300), (5, 264, 37), (16, 512, 64), (37, 1024, 9)]
 
 
-@pytest.mark.parametrize("device,backend", GPU_PATHS)
+@pytest.mark.parametrize("device,backend", CUDA_KERNEL_PATHS)
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_triton_quantize_is_exact(device, backend, dtype):
+def test_gpu_paths_quantize_is_exact(device, backend, dtype):
     g = torch.Generator().manual_seed(2)
-    for m, k, _ in TRITON_SHAPES:
+    for m, k, _ in TRITON_SHAPES + (CUDA_VECTOR_SHAPES if device == "cuda" else []):
         x = (torch.randn(m, k, generator=g) * 3).to(dtype)
         if m > 2:
             x[1] = 0
@@ -324,11 +330,11 @@ def test_triton_dynamic_linear_is_quantize_then_linear(device, backend):
             torch.testing.assert_close(got, two_steps, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("device,backend", GPU_PATHS)
+@pytest.mark.parametrize("device,backend", CUDA_KERNEL_PATHS)
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_triton_weight_only_matches_reference(device, backend, dtype):
+def test_gpu_paths_weight_only_matches_reference(device, backend, dtype):
     g = torch.Generator().manual_seed(4)
-    for m, k, n in TRITON_SHAPES:
+    for m, k, n in TRITON_SHAPES + (CUDA_VECTOR_SHAPES if device == "cuda" else []):
         x, w_q = torch.randn(m, k, generator=g).to(dtype), random_int8(n, k, generator=g)
         w_scale, bias = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)
         with run_on(device, backend):
@@ -365,6 +371,16 @@ def test_triton_ops_give_their_ops_results(device):
 def test_forced_cuda_backend_on_cpu_tensors_is_an_error():
     with use_backend("cuda"), pytest.raises(RuntimeError, match="no such kernel"):
         prunq.ops.quantize_per_token(torch.randn(2, 8))
+
+
+@pytest.mark.skipif(_native.CUDA is None, reason="prunq._cuda is not built")
+@pytest.mark.parametrize("backend", ["cuda", "native"])
+def test_forced_cuda_backend_routes_only_ops_with_a_cuda_kernel(backend):
+    """Decided before any tensor is touched, so this runs without a GPU."""
+    with use_backend(backend):
+        assert int8_gemm._path_with_cuda_kernel("cuda") == "cuda"
+        with pytest.raises(RuntimeError, match="no CUDA C"):
+            int8_gemm._path("cuda")
 
 
 def test_reference_backend():

@@ -12,7 +12,9 @@
 x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or None.
 
 CPU tensors run on prunq._C; CUDA tensors on the Triton kernels (triton_kernels/int8_gemm.py);
-others on the reference. On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
+others on the reference. prunq._cuda has kernels for quantize_per_token and, for few rows of x,
+int8_weight_only_linear; PRUNQ_BACKEND=cuda (or native) runs them, and the GPU benchmark
+compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
 faster AVX-512 VNNI kernel reads a packed copy (prunq.formats.int8.vnni_pack) that modules make
 once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q
 and an optional activation applied in the epilogue (activation="gelu": the exact, erf GELU of
@@ -249,6 +251,34 @@ def _cpu_weight_only(x, w_q, w_scale, bias):
     return out.view(*x.shape[:-1], n)
 
 
+def _cuda_stream(device):
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def _cuda_quantize(x):
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
+    q = torch.empty(x2.shape, dtype=torch.int8, device=x.device)
+    scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
+    with torch.cuda.device(x.device):
+        _native.CUDA.quantize_per_token(x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(), scale.data_ptr(),
+                                        x2.shape[0], x2.shape[1], _cuda_stream(x.device))
+    return q.view(x.shape), scale.view(x.shape[:-1])
+
+
+def _cuda_weight_only(x, w_q, w_scale, bias):
+    device = x.device
+    x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
+    w = _native.native_tensor(w_q, "w_q", torch.int8, device)
+    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
+    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
+    n, k = w.shape
+    out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=device)
+    with torch.cuda.device(device):
+        _native.CUDA.int8_weight_only_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), ws.data_ptr(),
+                                           _native.address(b), out.data_ptr(), x2.shape[0], n, k, _cuda_stream(device))
+    return out.view(*x.shape[:-1], n)
+
+
 def _triton_quantize(x: torch.Tensor, channel_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     from ..triton_kernels import int8_gemm as kernels
 
@@ -277,13 +307,20 @@ def _triton_weight_only(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tenso
 
 
 @torch.compiler.assume_constant_result
-def _path(device_type: str) -> str:
-    """"native", "triton" or "reference" for tensors on `device_type`, as PRUNQ_BACKEND allows.
-    CPU: prunq._C. CUDA: Triton (this family has no CUDA C++ kernel yet). Elsewhere: reference.
-    Constant within a compiled graph."""
+def _path(device_type: str, has_cuda_kernel: bool = False) -> str:
+    """"native", "cuda", "triton" or "reference" for tensors on `device_type`, as PRUNQ_BACKEND
+    allows. CPU: prunq._C. CUDA: Triton; prunq._cuda when PRUNQ_BACKEND is cuda or native and
+    the op has a CUDA C++ kernel (has_cuda_kernel). Elsewhere: reference. Constant within a
+    compiled graph."""
     backend = forced_backend()
     if backend == "reference" or device_type not in ("cpu", "cuda"):
         return "reference"
+    if device_type == "cuda" and backend in ("cuda", "native"):
+        if not has_cuda_kernel:
+            raise RuntimeError(f"PRUNQ_BACKEND={backend}: this INT8 op has no CUDA C++ kernel (Triton runs it)")
+        if _native.CUDA is None:
+            raise RuntimeError(f"prunq._cuda is not available: {_native.load_error('_cuda')}")
+        return "cuda"
     if backend == "triton" or (device_type == "cuda" and backend is None):
         usable, reason = triton_usable()
         if usable:
@@ -291,8 +328,8 @@ def _path(device_type: str) -> str:
         if backend == "triton":
             raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
         return "reference"
-    if device_type == "cuda" or backend == "cuda":
-        raise RuntimeError(f"PRUNQ_BACKEND={backend}: the INT8 family has no such kernel for {device_type} tensors")
+    if backend == "cuda":
+        raise RuntimeError(f"PRUNQ_BACKEND=cuda: the INT8 family has no such kernel for {device_type} tensors")
     if _native.C is None:
         if backend == "native":
             raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
@@ -300,11 +337,18 @@ def _path(device_type: str) -> str:
     return "native"
 
 
+def _path_with_cuda_kernel(device_type: str) -> str:
+    """_path for the ops prunq._cuda has a kernel for."""
+    return _path(device_type, True)
+
+
 def _quantize(x):
     _check_quantize(x)
-    path = _path(x.device.type)
+    path = _path_with_cuda_kernel(x.device.type)
     if path == "native":
         return _cpu_quantize(x)
+    if path == "cuda":
+        return _cuda_quantize(x)
     return _triton_quantize(x) if path == "triton" else quantize_per_token_ref(x)
 
 
@@ -384,9 +428,11 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
 
 def _weight_only(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
-    path = _path(x.device.type)
+    path = _path_with_cuda_kernel(x.device.type)
     if path == "native":
         return _cpu_weight_only(x, w_q, w_scale, bias)
+    if path == "cuda":
+        return _cuda_weight_only(x, w_q, w_scale, bias)
     return _triton_weight_only(x, w_q, w_scale, bias) if path == "triton" else int8_weight_only_linear_ref(
         x, w_q, w_scale, bias)
 
@@ -408,7 +454,7 @@ for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_li
 
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one fp32 scale per row (last dimension)."""
-    if compiling_for_triton(x, _path):
+    if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_quantize(x)
         return _quantize_triton(x, None)
     return torch.ops.prunq.quantize_per_token(x)
@@ -452,7 +498,7 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
                             bias: torch.Tensor | None = None) -> torch.Tensor:
     """x @ (w_q * w_scale[:, None]).T + bias, activations in floating point."""
-    if compiling_for_triton(x, _path):
+    if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_weight_only(x, w_q, w_scale, bias)
         return _weight_only_triton(x, w_q, w_scale, bias)
     return torch.ops.prunq.int8_weight_only_linear(x, w_q, w_scale, bias)
