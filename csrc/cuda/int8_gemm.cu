@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "dtypes.cuh"
+#include "common.cuh"
 #include "int8_gemm.h"
 
 namespace prunq::cuda {
@@ -207,30 +207,17 @@ void launch_weight_only(const WeightOnlyArgs& a) {
   launch_weight_only_rows<T, kMaxRows>(a, vec);
 }
 
-const char* last_error() {
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
 }  // namespace
 
 const char* quantize_per_token(const QuantizeArgs& a) {
   if (a.rows == 0) return nullptr;
-  switch (a.dtype) {
-    case DType::f32: launch_quantize<float>(a); break;
-    case DType::bf16: launch_quantize<__nv_bfloat16>(a); break;
-    case DType::f16: launch_quantize<__half>(a); break;
-  }
+  with_dtype(a.dtype, [&](auto t) { launch_quantize<decltype(t)>(a); });
   return last_error();
 }
 
 const char* int8_weight_only_gemm(const WeightOnlyArgs& a) {
   if (a.m == 0 || a.n == 0) return nullptr;
-  switch (a.dtype) {
-    case DType::f32: launch_weight_only<float>(a); break;
-    case DType::bf16: launch_weight_only<__nv_bfloat16>(a); break;
-    case DType::f16: launch_weight_only<__half>(a); break;
-  }
+  with_dtype(a.dtype, [&](auto t) { launch_weight_only<decltype(t)>(a); });
   return last_error();
 }
 

@@ -7,7 +7,7 @@
 
 #include <type_traits>
 
-#include "dtypes.cuh"
+#include "common.cuh"
 #include "layernorm.h"
 
 namespace prunq::cuda {
@@ -182,13 +182,8 @@ void launch_dtype(const AddNormArgs& a) {
 
 const char* add_norm(const AddNormArgs& a) {
   if (a.rows == 0) return nullptr;
-  switch (a.dtype) {
-    case DType::f32: launch_dtype<float>(a); break;
-    case DType::bf16: launch_dtype<__nv_bfloat16>(a); break;
-    case DType::f16: launch_dtype<__half>(a); break;
-  }
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  with_dtype(a.dtype, [&](auto t) { launch_dtype<decltype(t)>(a); });
+  return last_error();
 }
 
 }  // namespace prunq::cuda

@@ -58,3 +58,13 @@ def address(t: torch.Tensor | None) -> int:
 
 def dtype_code(dtype: torch.dtype) -> int:
     return DTYPE_CODES[dtype]
+
+
+def launch(device: torch.device, name: str, *args) -> None:
+    """prunq._C.<name>(*args, thread count) for tensors on the CPU, prunq._cuda.<name>(*args,
+    current stream) for tensors on a CUDA device: the last argument every native op takes."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            getattr(CUDA, name)(*args, torch.cuda.current_stream(device).cuda_stream)
+    else:
+        getattr(C, name)(*args, torch.get_num_threads())

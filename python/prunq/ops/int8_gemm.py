@@ -202,12 +202,12 @@ def _rows(t):
     return t.reshape(-1, t.shape[-1])
 
 
-def _cpu_quantize(x):
+def _native_quantize(x):
     x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
-    q = torch.empty(x2.shape, dtype=torch.int8)
-    scale = torch.empty(x2.shape[0], dtype=torch.float32)
-    _native.C.quantize_per_token(x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(), scale.data_ptr(),
-                                 x2.shape[0], x2.shape[1], torch.get_num_threads())
+    q = torch.empty(x2.shape, dtype=torch.int8, device=x.device)
+    scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
+    _native.launch(x.device, "quantize_per_token", x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(),
+                   scale.data_ptr(), x2.shape[0], x2.shape[1])
     return q.view(x.shape), scale.view(x.shape[:-1])
 
 
@@ -238,34 +238,7 @@ def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None,
     return out.view(*x_q.shape[:-1], n)
 
 
-def _cpu_weight_only(x, w_q, w_scale, bias):
-    device = x.device
-    x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
-    w = _native.native_tensor(w_q, "w_q", torch.int8, device)
-    ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
-    b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
-    n, k = w.shape
-    out = torch.empty((x2.shape[0], n), dtype=x.dtype)
-    _native.C.int8_weight_only_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), ws.data_ptr(),
-                                    _native.address(b), out.data_ptr(), x2.shape[0], n, k, torch.get_num_threads())
-    return out.view(*x.shape[:-1], n)
-
-
-def _cuda_stream(device):
-    return torch.cuda.current_stream(device).cuda_stream
-
-
-def _cuda_quantize(x):
-    x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
-    q = torch.empty(x2.shape, dtype=torch.int8, device=x.device)
-    scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
-    with torch.cuda.device(x.device):
-        _native.CUDA.quantize_per_token(x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(), scale.data_ptr(),
-                                        x2.shape[0], x2.shape[1], _cuda_stream(x.device))
-    return q.view(x.shape), scale.view(x.shape[:-1])
-
-
-def _cuda_weight_only(x, w_q, w_scale, bias):
+def _native_weight_only(x, w_q, w_scale, bias):
     device = x.device
     x2 = _native.native_tensor(_rows(x), "x", x.dtype, device)
     w = _native.native_tensor(w_q, "w_q", torch.int8, device)
@@ -273,9 +246,8 @@ def _cuda_weight_only(x, w_q, w_scale, bias):
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
     n, k = w.shape
     out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=device)
-    with torch.cuda.device(device):
-        _native.CUDA.int8_weight_only_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), ws.data_ptr(),
-                                           _native.address(b), out.data_ptr(), x2.shape[0], n, k, _cuda_stream(device))
+    _native.launch(device, "int8_weight_only_gemm", x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(),
+                   ws.data_ptr(), _native.address(b), out.data_ptr(), x2.shape[0], n, k)
     return out.view(*x.shape[:-1], n)
 
 
@@ -345,10 +317,8 @@ def _path_with_cuda_kernel(device_type: str) -> str:
 def _quantize(x):
     _check_quantize(x)
     path = _path_with_cuda_kernel(x.device.type)
-    if path == "native":
-        return _cpu_quantize(x)
-    if path == "cuda":
-        return _cuda_quantize(x)
+    if path in ("native", "cuda"):
+        return _native_quantize(x)
     return _triton_quantize(x) if path == "triton" else quantize_per_token_ref(x)
 
 
@@ -429,10 +399,8 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
 def _weight_only(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
     path = _path_with_cuda_kernel(x.device.type)
-    if path == "native":
-        return _cpu_weight_only(x, w_q, w_scale, bias)
-    if path == "cuda":
-        return _cuda_weight_only(x, w_q, w_scale, bias)
+    if path in ("native", "cuda"):
+        return _native_weight_only(x, w_q, w_scale, bias)
     return _triton_weight_only(x, w_q, w_scale, bias) if path == "triton" else int8_weight_only_linear_ref(
         x, w_q, w_scale, bias)
 

@@ -97,8 +97,7 @@ def _params(x, weight, bias):
     return weight, bias, dtype
 
 
-def _native_add_norm(module, x, residual, weight, bias, eps, rms, launch_arg):
-    """launch_arg: the thread count for prunq._C, the stream handle for prunq._cuda."""
+def _native_add_norm(x, residual, weight, bias, eps, rms):
     hidden = x.shape[-1]
     x_c = _native.native_tensor(x, "x", x.dtype, x.device)
     r_c = _native.native_tensor(residual, "residual", x.dtype, x.device)
@@ -109,10 +108,10 @@ def _native_add_norm(module, x, residual, weight, bias, eps, rms, launch_arg):
         bias = _native.native_tensor(bias, "bias", param_dtype, x.device)
     out = torch.empty_like(x_c)
     total = torch.empty_like(x_c)
-    module.add_norm(
-        x_c.data_ptr(), r_c.data_ptr(), _native.address(weight), _native.address(bias),
+    _native.launch(
+        x.device, "add_norm", x_c.data_ptr(), r_c.data_ptr(), _native.address(weight), _native.address(bias),
         out.data_ptr(), total.data_ptr(), x_c.numel() // hidden, hidden, eps,
-        _native.dtype_code(x.dtype), _native.dtype_code(param_dtype), rms, launch_arg,
+        _native.dtype_code(x.dtype), _native.dtype_code(param_dtype), rms,
     )
     return out, total
 
@@ -120,15 +119,13 @@ def _native_add_norm(module, x, residual, weight, bias, eps, rms, launch_arg):
 def _cpu_native(x, residual, weight, bias, eps, rms):
     if _native.C is None:
         raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
-    return _native_add_norm(_native.C, x, residual, weight, bias, eps, rms, torch.get_num_threads())
+    return _native_add_norm(x, residual, weight, bias, eps, rms)
 
 
 def _cuda_native(x, residual, weight, bias, eps, rms):
     if _native.CUDA is None:
         raise RuntimeError(f"prunq._cuda is not available: {_native.load_error('_cuda')}")
-    with torch.cuda.device(x.device):
-        stream = torch.cuda.current_stream(x.device).cuda_stream
-        return _native_add_norm(_native.CUDA, x, residual, weight, bias, eps, rms, stream)
+    return _native_add_norm(x, residual, weight, bias, eps, rms)
 
 
 def _triton(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
