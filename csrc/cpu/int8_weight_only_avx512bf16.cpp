@@ -9,8 +9,8 @@
 // small fp32 block and go out as whole rows of the block, not as 4-channel pieces scattered
 // across the rows of y. While a block's tiles run, they prefetch the thread's next block into L2
 // in equal parts: the hardware prefetcher alone, on rows of w that each span a page or so,
-// streamed w from memory 10-20% slower (M = 1 to 16). x is copied into rows padded with zeros to a multiple of 32, so the loop
-// over K has no tail on x.
+// streamed w from memory 10-20% slower (M = 1 to 16). x is copied into rows padded with zeros
+// to a multiple of 32, so the loop over K has no tail on x.
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
