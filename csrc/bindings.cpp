@@ -66,12 +66,13 @@ void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t channel_scale, uintptr_
                          args);
 }
 
+template <bool kPacked>
 void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out,
                            int64_t m, int64_t n, int64_t k, int num_threads) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_weight_only_gemm: negative size");
   cpu::WeightOnlyArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const int8_t>(w),
                            as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k,
-                           num_threads};
+                           num_threads, kPacked};
   py::gil_scoped_release release;
   cpu::int8_weight_only_gemm(args);
 }
@@ -103,14 +104,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("num_threads"), py::arg("activation"));
   m.def("vnni_available", &cpu::vnni_available, "whether int8_gemm takes VNNI-packed weights here");
+  m.def("weight_only_packed_available", &cpu::weight_only_packed_available,
+        "whether int8_weight_only_gemm_packed runs here (bf16 x)");
   m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
     return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));
   }, "(padded N, padded K) of a VNNI-packed weight");
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
-  m.def("int8_weight_only_gemm", &int8_weight_only_gemm, "y = x @ (w * w_scale).T + bias, int8 weights",
+  m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",
         py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
+  m.def("int8_weight_only_gemm_packed", &int8_weight_only_gemm<true>,
+        "int8_weight_only_gemm on the VNNI packing of w (bf16 x, AVX512_BF16)", py::arg("x"), py::arg("dtype"),
+        py::arg("w_packed"), py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"),
+        py::arg("k"), py::arg("num_threads"));
   m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });

@@ -1,4 +1,4 @@
-"""quantize_per_token, int8_linear, int8_linear_prepacked and int8_weight_only_linear."""
+"""quantize_per_token, int8_linear, int8_linear_prepacked, int8_weight_only_linear and its prepacked form."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import prunq
 from prunq import _native
 from prunq._backend import use_backend
-from prunq.formats.int8 import quantize_weight, vnni_pack
+from prunq.formats.int8 import quantize_weight, vnni_pack, weight_only_pack
 from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops import int8_gemm
 from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
@@ -96,10 +96,18 @@ def test_quantize_per_token_is_exact(cpu_isa, m, k, dtype, seed, noncontiguous, 
         assert scale[m // 2] == 0 and not q[m // 2].any()
 
 
+def weight_only(x, w_q, w_scale, bias, packed):
+    """int8_weight_only_linear, or its prepacked form with w_q packed where this CPU path reads it."""
+    if packed:
+        return prunq.ops.int8_weight_only_linear_prepacked(x, w_q, weight_only_pack(w_q), w_scale, bias)
+    return prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=gemm_cases, with_bias=st.booleans())
-def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
+def test_weight_only_matches_reference(cpu_isa, dtype, packed, case, with_bias):
     (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
     x = torch.randn(m, k, generator=g).to(dtype)
     w_q = random_int8(n, k, generator=g)
@@ -107,21 +115,22 @@ def test_weight_only_matches_reference(cpu_isa, dtype, case, with_bias):
         x, w_q = strided(x), strided(w_q)
     w_scale = torch.rand(n, generator=g) * 0.01
     bias = torch.randn(n, generator=g) if with_bias else None
-    got = prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
+    got = weight_only(x, w_q, w_scale, bias, packed)
     assert got.dtype == dtype and got.shape == (m, n)
     torch.testing.assert_close(got, int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("m, k, n", [(70, 4100, 37), (1, 4100, 200), (13, 300, 131)])
-def test_weight_only_long_rows_and_many_channels(cpu_isa, dtype, m, k, n):
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
+@pytest.mark.parametrize("m, k, n", [(70, 4100, 37), (1, 4100, 200), (13, 300, 131), (30, 260, 300)])
+def test_weight_only_long_rows_and_many_channels(cpu_isa, dtype, packed, m, k, n):
     """K long enough that the kernels walk x in more than one panel of rows, N wide enough that
     threads split the channels into several blocks with a partial last one, K and N off every
-    vector width, and row counts on both sides of a tile."""
+    vector width, and row counts on both sides of a tile (6 and 12 rows for the packed kernel)."""
     g = torch.Generator().manual_seed(7)
     x, w_q = torch.randn(m, k, generator=g).to(dtype), random_int8(n, k, generator=g)
     w_scale, bias = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)
-    got = prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias)
+    got = weight_only(x, w_q, w_scale, bias, packed)
     torch.testing.assert_close(got, int8_weight_only_linear_ref(x, w_q, w_scale, bias), **WEIGHT_ONLY[dtype])
 
 
@@ -237,7 +246,8 @@ def test_large_k_beyond_fp32_exact_range():
     torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), expected, **INT8_EPILOGUE[torch.float32])
 
 
-@pytest.mark.parametrize("op", ["quantize_per_token", "int8_linear", "int8_linear_prepacked", "int8_dynamic_linear_prepacked", "int8_weight_only_linear"])
+@pytest.mark.parametrize("op", ["quantize_per_token", "int8_linear", "int8_linear_prepacked", "int8_dynamic_linear_prepacked",
+                                "int8_weight_only_linear", "int8_weight_only_linear_prepacked"])
 def test_opcheck(op):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 3, 72, generator=g)
@@ -251,6 +261,7 @@ def test_opcheck(op):
         "int8_linear_prepacked": (q, s, w_q, packed, colsum, w_scale, None, None),
         "int8_dynamic_linear_prepacked": (x, w_q, packed, colsum, w_scale, bias, "gelu", torch.rand(72) + 0.5),
         "int8_weight_only_linear": (x, w_q, w_scale, bias),
+        "int8_weight_only_linear_prepacked": (x.bfloat16(), w_q, weight_only_pack(w_q), w_scale, bias),
     }[op]
     torch.library.opcheck(getattr(torch.ops.prunq, op).default, args)
 
@@ -429,3 +440,11 @@ def test_prepacked_rejects_a_packing_of_another_weight():
     with pytest.raises(ValueError, match="^w_packed:"):
         prunq.ops.int8_linear_prepacked(torch.zeros(2, 16, dtype=torch.int8), torch.ones(2), w_q, packed, colsum,
                                         torch.ones(8))
+
+
+@pytest.mark.skipif(_native.C is None or not _native.C.vnni_available(), reason="needs the VNNI kernel")
+def test_weight_only_prepacked_rejects_a_packing_of_another_weight():
+    w_q = torch.zeros(8, 16, dtype=torch.int8)
+    packed, _ = vnni_pack(torch.zeros(8, 200, dtype=torch.int8))
+    with pytest.raises(ValueError, match="^w_packed:"):
+        prunq.ops.int8_weight_only_linear_prepacked(torch.zeros(2, 16, dtype=torch.bfloat16), w_q, packed, torch.ones(8))

@@ -10,9 +10,10 @@ from prunq._backend import use_backend
 from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
 
 from prunq.ops._library import HAS_TRITON_OP
+from prunq.ops.int8_gemm import int8_weight_only_linear_ref
 
 from .conftest import requires_cuda
-from .tolerances import MIN_SQNR_DB
+from .tolerances import MIN_SQNR_DB, WEIGHT_ONLY
 
 
 def test_add_layer_norm_from_norm_matches_unfused():
@@ -130,6 +131,21 @@ def test_int8_linear_state_dict_round_trip(mode):
     fresh.load_state_dict(module.state_dict())
     x = torch.randn(5, 64)
     assert torch.equal(fresh(x), module(x))
+
+
+def test_int8_linear_weight_only_on_bfloat16_reads_its_packed_weight():
+    """bf16 activations take the kernel on the packed copy where the CPU has it; the packed copy
+    is rebuilt from a loaded state_dict and the compiled module gives the eager result."""
+    module = Int8Linear.from_linear(nn.Linear(300, 130), mode="weight_only")
+    x = torch.randn(2, 13, 300).bfloat16()
+    with torch.no_grad():
+        got = module(x)
+        torch.testing.assert_close(got, int8_weight_only_linear_ref(x, module.w_q, module.w_scale, module.bias),
+                                   **WEIGHT_ONLY[torch.bfloat16])
+        fresh = Int8Linear(300, 130, mode="weight_only")
+        fresh.load_state_dict(module.state_dict())
+        assert torch.equal(fresh.w_packed, module.w_packed) and torch.equal(fresh(x), got)
+        torch.testing.assert_close(torch.compile(module, fullgraph=True)(x), got, rtol=0, atol=0)
 
 
 def test_int8_linear_in_a_model_cast_to_bfloat16():

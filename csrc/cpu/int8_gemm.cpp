@@ -76,6 +76,7 @@ void quantize_per_token(const QuantizeArgs& a) {
 int64_t vnni_padded_n(int64_t n) { return (n + kVnniPanel - 1) / kVnniPanel * kVnniPanel; }
 int64_t vnni_padded_k(int64_t k) { return (k + 3) / 4 * 4; }
 bool vnni_available() { return family_isa() == Isa::avx512; }
+bool weight_only_packed_available() { return vnni_available() && has_avx512_bf16(); }
 
 void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum) {
   const int64_t np = vnni_padded_n(n), kp = vnni_padded_k(k);
@@ -115,6 +116,12 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
 }
 
 void int8_weight_only_gemm(const WeightOnlyArgs& a) {
+  if (a.packed) {
+#if PRUNQ_X86
+    if (weight_only_packed_available() && a.dtype == DType::bf16) return int8_weight_only_packed_avx512bf16(a);
+#endif
+    throw std::invalid_argument("int8_weight_only_gemm: a packed weight needs bf16 x and the AVX512_BF16 path");
+  }
   run_for(family_isa(), a, int8_weight_only_gemm_portable, PRUNQ_X86_ONLY(int8_weight_only_gemm_avx2),
           PRUNQ_X86_ONLY(int8_weight_only_gemm_avx512));
 }

@@ -52,6 +52,7 @@ struct WeightOnlyArgs {
   void* out;
   int64_t m, n, k;
   int num_threads;
+  bool packed = false;  // w is the VNNI packing (pack_int8_vnni); bf16 x only
 };
 
 // The weight layout of the AVX-512 VNNI kernel: panels of 64 output channels; inside a panel,
@@ -62,6 +63,8 @@ int64_t vnni_padded_n(int64_t n);
 int64_t vnni_padded_k(int64_t k);
 void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum);
 bool vnni_available();
+// Whether int8_weight_only_gemm takes the VNNI packing of w (for bf16 x) here.
+bool weight_only_packed_available();
 
 // Dispatch on the active instruction set (cpu_features.h). int8_gemm with a packed w needs
 // vnni_available().
@@ -76,8 +79,9 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
                        const Int8GemmArgs& args);
 void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                               const Int8GemmArgs& args);
-// bf16 activations only; needs has_avx512_bf16().
+// bf16 activations only; need has_avx512_bf16().
 void int8_weight_only_gemm_avx512bf16(const WeightOnlyArgs& args);
+void int8_weight_only_packed_avx512bf16(const WeightOnlyArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \

@@ -12,12 +12,9 @@
 // streamed w from memory 10-20% slower (M = 1 to 16). x is copied into rows padded with zeros
 // to a multiple of 32, so the loop over K has no tail on x.
 #include <algorithm>
-#include <cstdlib>
-#include <memory>
-#include <type_traits>
 
-#include "../common/parallel.h"
 #include "int8_gemm.h"
+#include "padded_rows.h"
 #include "vec_avx512.h"
 
 namespace prunq::cpu::avx512 {
@@ -49,15 +46,6 @@ inline __m512bh int8_to_bf16(const int8_t* p, int n) {
   return _mm512_cvtne2ps_pbh(int8_to_f32(p + 16, std::max(n - 16, 0)), int8_to_f32(p, std::min(n, 16)));
 }
 
-// One row of k bf16 activations, zero-padded to kp.
-void copy_row(const bf16* x, int64_t k, int64_t kp, bf16* dst) {
-  for (int64_t i = 0; i < kp; i += kLanes) {
-    const int64_t n = std::min<int64_t>(kLanes, k - i);
-    const __mmask32 m = n == kLanes ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
-    _mm512_store_si512(dst + i, _mm512_maskz_loadu_epi16(m, x + i));
-  }
-}
-
 // acc[i * kBlockCols + j] = sum_k x[i, k] * w_j[k] for MR rows of x (row stride ldx) and the
 // strip's four channels; w_j = strip[j] holds k int8 weights. Prefetches the 64-byte lines
 // [0, prefetch_lines) from `prefetch`, spread over the loop.
@@ -87,33 +75,12 @@ void strip_tile(const bf16* x, int64_t ldx, const int8_t* const strip[kStripCols
   for (int i = 0; i < MR; ++i) _mm_storeu_ps(acc + i * kBlockCols, reduce4(c[i][0], c[i][1], c[i][2], c[i][3]));
 }
 
-// f(std::integral_constant<int, rows>()) for a run-time rows in [1, MR].
-template <int MR, class F>
-void with_rows(int rows, F&& f) {
-  if constexpr (MR > 1) {
-    if (rows < MR) return with_rows<MR - 1>(rows, f);
-  }
-  f(std::integral_constant<int, MR>());
-}
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-std::unique_ptr<bf16[], FreeDeleter> aligned_bf16(int64_t count) {
-  const size_t bytes = std::max<size_t>(64, (size_t(count) * sizeof(bf16) + 63) / 64 * 64);
-  return std::unique_ptr<bf16[], FreeDeleter>(static_cast<bf16*>(std::aligned_alloc(64, bytes)));
-}
-
 void weight_only_bf16(const WeightOnlyArgs& a) {
   const int64_t kp = (a.k + kLanes - 1) / kLanes * kLanes;
   // One cache line more than a multiple of 64 bytes, so the rows of a tile use different L1 sets.
   const int64_t ldx = kp + 32;
-  auto xp = aligned_bf16(a.m * ldx);
-  const auto* x = static_cast<const bf16*>(a.x);
+  const PaddedRows xp = padded_rows(static_cast<const bf16*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
   auto* out = static_cast<bf16*>(a.out);
-  parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) copy_row(x + r * a.k, a.k, kp, xp.get() + r * ldx);
-  });
   const int64_t strips = (a.n + kStripCols - 1) / kStripCols;
   // At least ~64 K multiply-adds per thread before splitting pays, and a whole block per thread
   // where there are strips enough.

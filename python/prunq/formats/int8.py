@@ -2,8 +2,9 @@
 
 The state_dict form is plain: w_q [N, K] int8 and w_scale [N] float32 with
 w ~= w_q * w_scale[:, None]. The AVX-512 VNNI kernel reads a packed copy (panels of 64 output
-channels, groups of 4 k; see csrc/cpu/int8_gemm.h) plus the per-channel sums of w_q; modules
-make it once. Other paths read w_q as it is.
+channels, groups of 4 k; see csrc/cpu/int8_gemm.h) plus the per-channel sums of w_q; the
+weight-only kernel for bf16 activations (AVX512_BF16) reads the same packing without the sums.
+Modules make it once. Other paths read w_q as it is.
 """
 
 from __future__ import annotations
@@ -27,9 +28,21 @@ def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def vnni_pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(packed, colsum) for the CPU VNNI kernel, or two empty tensors where that kernel is not
     the one that runs (no AVX-512 VNNI, no prunq._C, or w_q not on the CPU)."""
-    empty = (torch.empty(0, dtype=torch.int8, device=w_q.device), torch.empty(0, dtype=torch.int32, device=w_q.device))
     if w_q.device.type != "cpu" or _native.C is None or not _native.C.vnni_available():
-        return empty
+        return torch.empty(0, dtype=torch.int8, device=w_q.device), torch.empty(0, dtype=torch.int32, device=w_q.device)
+    return _pack(w_q)
+
+
+def weight_only_pack(w_q: torch.Tensor) -> torch.Tensor:
+    """The VNNI packing of w_q for the CPU weight-only kernel on bf16 activations, or an empty
+    tensor where that kernel is not the one that runs (no AVX512_BF16, no prunq._C, or w_q not on
+    the CPU)."""
+    if w_q.device.type != "cpu" or _native.C is None or not _native.C.weight_only_packed_available():
+        return torch.empty(0, dtype=torch.int8, device=w_q.device)
+    return _pack(w_q)[0]
+
+
+def _pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     w = _native.native_tensor(w_q, "w_q", torch.int8, w_q.device)
     n, k = w.shape
     n_padded, k_padded = _native.C.vnni_padded_shape(n, k)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..formats.int8 import quantize_weight, vnni_pack
+from ..formats.int8 import quantize_weight, vnni_pack, weight_only_pack
 
 MODES = ("dynamic", "weight_only")
 ACTIVATIONS = ("none", "gelu")
@@ -91,7 +91,10 @@ class Int8Linear(nn.Module):
                 "smooth": self.x_channel_scale is not None}
 
     def _repack(self) -> None:
-        self.w_packed, self.w_colsum = vnni_pack(self.w_q) if self.mode == "dynamic" else (None, None)
+        if self.mode == "dynamic":
+            self.w_packed, self.w_colsum = vnni_pack(self.w_q)
+        else:
+            self.w_packed, self.w_colsum = weight_only_pack(self.w_q), None
 
     def _apply(self, fn, recurse=True):
         # Scales and bias stay fp32 when the model is cast (model.half() or .to(bfloat16)); the
@@ -107,7 +110,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "weight_only":
-            return ops.int8_weight_only_linear(x, self.w_q, self.w_scale, self.bias)
+            return ops.int8_weight_only_linear_prepacked(x, self.w_q, self.w_packed, self.w_scale, self.bias)
         return ops.int8_dynamic_linear_prepacked(x, self.w_q, self.w_packed, self.w_colsum, self.w_scale, self.bias,
                                                  self.activation, self.x_channel_scale)
 

@@ -1,8 +1,8 @@
 """prunq's ops, also reachable as torch.ops.prunq.*. One module per op family."""
 
 from .int8_gemm import (int8_dynamic_linear_prepacked, int8_linear, int8_linear_prepacked, int8_weight_only_linear,
-                        quantize_per_token)
+                        int8_weight_only_linear_prepacked, quantize_per_token)
 from .layernorm import add_layer_norm, add_rms_norm
 
 __all__ = ["add_layer_norm", "add_rms_norm", "int8_dynamic_linear_prepacked", "int8_linear", "int8_linear_prepacked",
-           "int8_weight_only_linear", "quantize_per_token"]
+           "int8_weight_only_linear", "int8_weight_only_linear_prepacked", "quantize_per_token"]
