@@ -3,6 +3,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #include "common/checks.h"
 #include "common/cpu_features.h"
 #include "cpu/int8_gemm.h"
@@ -12,6 +16,19 @@ namespace py = pybind11;
 using namespace prunq;
 
 namespace {
+
+// Asks the OS to back the whole 2 MB pages inside [p, p + bytes) with huge pages (Linux transparent
+// huge pages; a no-op where they are off or unsupported). Only a hint: errors are ignored.
+void advise_huge_pages(uintptr_t p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(1) << 21;
+  const uintptr_t begin = (p + kHugePage - 1) & ~(kHugePage - 1), end = (p + bytes) & ~(kHugePage - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 void add_norm(uintptr_t x, uintptr_t residual, uintptr_t weight, uintptr_t bias, uintptr_t out,
               uintptr_t sum, int64_t rows, int64_t hidden, double eps, int dtype,
@@ -118,6 +135,8 @@ PYBIND11_MODULE(_C, m) {
         "int8_weight_only_gemm on the VNNI packing of w (bf16 x, AVX512_BF16)", py::arg("x"), py::arg("dtype"),
         py::arg("w_packed"), py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"),
         py::arg("k"), py::arg("num_threads"));
+  m.def("advise_huge_pages", &advise_huge_pages, "hint that a buffer be backed by huge pages", py::arg("address"),
+        py::arg("bytes"));
   m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });

@@ -218,6 +218,23 @@ def test_native_tensor_copies_strided_views():
         _native.native_tensor(x, "x", torch.float16, x.device)
 
 
+@pytest.mark.skipif(_native.C is None, reason="prunq._C not built")
+def test_outputs_advised_onto_huge_pages_hold_the_result():
+    """Outputs from HUGE_PAGE_OUTPUT_BYTES up are advised onto huge pages before the kernel writes
+    them; the hint must not change what they hold, and it accepts any range."""
+    rows = _native.HUGE_PAGE_OUTPUT_BYTES // (4 * 1024) + 3
+    x, residual, weight, bias = make_inputs((rows,), 1024, torch.float32)
+    out, total = prunq.ops.add_layer_norm(x, residual, weight, bias)
+    assert out.nbytes >= _native.HUGE_PAGE_OUTPUT_BYTES
+    want_out, want_total = reference(False, x, residual, weight, bias)
+    torch.testing.assert_close(total, want_total, **NORM[torch.float32])
+    torch.testing.assert_close(out, want_out, **NORM[torch.float32])
+    buffer = torch.zeros(100)
+    for address, size in ((buffer.data_ptr() + 3, 100), (buffer.data_ptr(), 0)):
+        _native.C.advise_huge_pages(address, size)
+    assert not buffer.any()
+
+
 def test_forcing_a_path_the_device_lacks_is_an_error():
     x, residual, weight, bias = make_inputs((2,), 8, torch.float32)
     with use_backend("cuda"), pytest.raises(RuntimeError, match="CPU tensor"):

@@ -217,7 +217,7 @@ def _rows(t):
 
 def _native_quantize(x):
     x2 = _native.native_tensor(_rows(x), "x", x.dtype, x.device)
-    q = torch.empty(x2.shape, dtype=torch.int8, device=x.device)
+    q = _native.empty_output(x2.shape, torch.int8, x.device)
     scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
     _native.launch(x.device, "quantize_per_token", x2.data_ptr(), _native.dtype_code(x.dtype), q.data_ptr(),
                    scale.data_ptr(), x2.shape[0], x2.shape[1])
@@ -244,7 +244,7 @@ def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None,
     xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, x_q.device)
     w, colsum, ws, b = _native_weight(w_q, w_packed, w_colsum, w_scale, bias)
     n, k = w_q.shape
-    out = torch.empty((x2.shape[0], n), dtype=out_dtype)
+    out = _native.empty_output((x2.shape[0], n), out_dtype, x_q.device)
     _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), _native.address(colsum), ws.data_ptr(), _native.address(b),
                         out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads(),
                         ACTIVATIONS[activation])
@@ -259,7 +259,7 @@ def _native_weight_only(x, w_q, w_scale, bias, w_packed=None):
     ws = _native.native_tensor(w_scale, "w_scale", torch.float32, device)
     b = None if bias is None else _native.native_tensor(bias.float(), "bias", torch.float32, device)
     n, k = w_q.shape
-    out = torch.empty((x2.shape[0], n), dtype=x.dtype, device=device)
+    out = _native.empty_output((x2.shape[0], n), x.dtype, device)
     name = "int8_weight_only_gemm" if w_packed is None else "int8_weight_only_gemm_packed"
     _native.launch(device, name, x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), ws.data_ptr(),
                    _native.address(b), out.data_ptr(), x2.shape[0], n, k)
@@ -386,7 +386,7 @@ def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation, x
     cs = None if x_channel_scale is None else _native.native_tensor(x_channel_scale, "x_channel_scale", torch.float32,
                                                                     x.device)
     x_scale = torch.empty(x2.shape[0], dtype=torch.float32)
-    out = torch.empty((x2.shape[0], n), dtype=x.dtype)
+    out = _native.empty_output((x2.shape[0], n), x.dtype, x.device)
     _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), _native.address(cs), x_scale.data_ptr(),
                                 w.data_ptr(),
                                 _native.address(colsum), ws.data_ptr(), _native.address(b), out.data_ptr(),

@@ -106,8 +106,8 @@ def _native_add_norm(x, residual, weight, bias, eps, rms):
         weight = _native.native_tensor(weight, "weight", param_dtype, x.device)
     if bias is not None:
         bias = _native.native_tensor(bias, "bias", param_dtype, x.device)
-    out = torch.empty_like(x_c)
-    total = torch.empty_like(x_c)
+    out = _native.empty_output(x_c.shape, x.dtype, x.device)
+    total = _native.empty_output(x_c.shape, x.dtype, x.device)
     _native.launch(
         x.device, "add_norm", x_c.data_ptr(), r_c.data_ptr(), _native.address(weight), _native.address(bias),
         out.data_ptr(), total.data_ptr(), x_c.numel() // hidden, hidden, eps,
