@@ -42,8 +42,9 @@ inline __m512 fold(__m512 lo, __m512 hi) {
 // [0, prefetch_lines) from `prefetch`, spread over the loop. Not inlined: inlined into the driver,
 // a 12-row tile of this kind had its accumulators stored to the stack on every group (GCC 12).
 template <int MR, int NL>
-__attribute__((noinline)) void line_tile(const bf16* x, int64_t ldx, const int8_t* w, int64_t groups, float sums[][NL * kLineChannels],
-               const int8_t* prefetch, int64_t prefetch_lines) {
+__attribute__((noinline)) void line_tile(const bf16* x, int64_t ldx, const int8_t* w, int64_t groups,
+                                         float sums[][NL * kLineChannels], const int8_t* prefetch,
+                                         int64_t prefetch_lines) {
   __m512 c[MR][2 * NL];
   for (auto& row : c)
     for (auto& v : row) v = _mm512_setzero_ps();
@@ -55,9 +56,9 @@ __attribute__((noinline)) void line_tile(const bf16* x, int64_t ldx, const int8_
     Line l[NL];
     for (int j = 0; j < NL; ++j) l[j] = convert_line(w + g * kGroupBytes + j * 64);
     for (int i = 0; i < MR; ++i) {
-      int64_t four;
-      std::memcpy(&four, x + i * ldx + 4 * g, 8);
-      const __m512bh xv = (__m512bh)_mm512_set1_epi64(four);
+      int64_t group_of_x;  // x[i, 4g .. 4g + 3]
+      std::memcpy(&group_of_x, x + i * ldx + 4 * g, 8);
+      const __m512bh xv = (__m512bh)_mm512_set1_epi64(group_of_x);
       for (int j = 0; j < NL; ++j) {
         c[i][2 * j] = _mm512_dpbf16_ps(c[i][2 * j], xv, l[j].lo);
         c[i][2 * j + 1] = _mm512_dpbf16_ps(c[i][2 * j + 1], xv, l[j].hi);
