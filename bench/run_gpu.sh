@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
-# On a machine with a CUDA GPU, in one go: build prunq in place, run the whole test suite (the
-# CUDA tests included), then the GPU benchmarks. Tables and logs go to the directory given as
-# the first argument (default: bench/gpu-results); copy the tables into bench/RESULTS.md.
-set -euo pipefail
+# On a machine with a CUDA GPU: build prunq in place, run the whole test suite (the CUDA tests
+# included), then the GPU benchmarks. Tables and logs go to the directory given as the first
+# argument (default: bench/gpu-results); copy the tables into bench/RESULTS.md.
+#
+#   bench/run_gpu.sh [results-dir] [steps]     steps: any of build,test,bench (default: all three)
+#
+# Every step runs even if an earlier one failed (a failing test must not cost the benchmark
+# figures); the exit status is non-zero if any step failed. Steps can be run in separate calls
+# where a call's time is limited: build once, then test, then bench.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-bench/gpu-results}
+steps=${2:-build,test,bench}
 mkdir -p "$results"
 export PYTHONUNBUFFERED=1
+status=0
 
-python3 -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -3
-python3 -m prunq info | tee "$results/info.txt"
-python3 -m pytest -q -rs tests 2>&1 | tee "$results/tests.log"
-python3 -m bench.bench_layernorm --device cuda | tee "$results/layernorm.md"
-python3 -m bench.bench_int8_gemm --device cuda | tee "$results/int8_gemm.md"
-python3 -m prunq bench --quick --out "$results/suite"
+run() {  # run LOG COMMAND...: the command's output shown and kept in $results/LOG
+  local log=$1
+  shift
+  echo "== $*"
+  "$@" 2>&1 | tee "$results/$log" || { status=1; echo "== failed: $*"; }
+}
+
+if [[ $steps == *build* ]]; then
+  run build.log python3 -m pip install --no-build-isolation --no-deps -e .
+  run info.txt python3 -m prunq info
+fi
+if [[ $steps == *test* ]]; then
+  run tests.log python3 -m pytest -q -rs tests
+fi
+if [[ $steps == *bench* ]]; then
+  run layernorm.md python3 -m bench.bench_layernorm --device cuda
+  run int8_gemm.md python3 -m bench.bench_int8_gemm --device cuda
+  run suite.log python3 -m prunq bench --quick --out "$results/suite"
+fi
+exit $status
