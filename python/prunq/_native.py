@@ -61,7 +61,7 @@ HUGE_PAGE_OUTPUT_BYTES = 1 << 25
 def empty_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """torch.empty for a native kernel's output; large CPU outputs are advised onto huge pages."""
     out = torch.empty(shape, dtype=dtype, device=device)
-    if out.device.type == "cpu" and C is not None and out.nbytes >= HUGE_PAGE_OUTPUT_BYTES:
+    if out.nbytes >= HUGE_PAGE_OUTPUT_BYTES and out.device.type == "cpu" and C is not None:
         C.advise_huge_pages(out.data_ptr(), out.nbytes)
     return out
 
