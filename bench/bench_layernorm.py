@@ -7,7 +7,9 @@ Each call moves 4 * tokens * hidden elements (reads x and residual, writes out a
 that over the median time, and "% copy" compares it with a plain copy measured in the same run.
 Inputs rotate among enough copies to exceed the last-level cache where one call's data fits in
 it (at most 64 copies), so small shapes are the hot-cache figure, as activations a layer has
-just written would be.
+just written would be. On the CPU the table also counts the page faults per call: where the
+allocator has handed freed outputs back to the OS, both sides fault them in again on every call,
+and that, not the kernel, sets the time.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch.nn.functional as F
 import prunq
 from prunq._backend import use_backend
 
-from .harness import Table, copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds
+from .harness import (Table, copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds,
+                      page_faults_per_call)
 from .shapes import NORM_HIDDEN, NORM_QUICK, NORM_TOKENS
 
 MAX_ROTATE = 64
@@ -53,9 +56,10 @@ def compare(device: str, quick: bool) -> Table:
     copy = copy_bandwidth(device, (32 if quick else 256) << 20)
     backends = timed_backends(device)
     names = [f"prunq {b} us" if b else "prunq us" for b in backends]
+    faults = ["page faults/call (prunq, eager)"] if device == "cpu" else []
     table = Table(f"Fused add + norm against eager add + norm: {machine_description(device)}; "
                   f"plain copy {copy / 1e9:.1f} GB/s",
-                  ["op", "dtype", "tokens x hidden", *names, "eager us", "speed-up (best)", "best GB/s", "% copy"],
+                  ["op", "dtype", "tokens x hidden", *names, "eager us", "speed-up (best)", "best GB/s", "% copy", *faults],
                   baseline="eager")
     repeats = 5 if quick else 15
     shapes = NORM_QUICK if quick else list(itertools.product(NORM_TOKENS, NORM_HIDDEN))
@@ -70,12 +74,16 @@ def compare(device: str, quick: bool) -> Table:
             with use_backend(backend):
                 t_ours.append(median_seconds(lambda i: ours(*sets[i]), device, rotate, repeats))
         t_eager = median_seconds(lambda i: eager(*sets[i]), device, rotate, repeats)
+        if faults:
+            faults_ours = page_faults_per_call(lambda i: ours(*sets[i]), rotate)
+            faults_eager = page_faults_per_call(lambda i: eager(*sets[i]), rotate)
         best = min(t_ours)
         rate = moved / best
         label = f"{norm} {str(dtype).removeprefix('torch.')} {tokens}x{hidden}"
         table.rows.append([norm, str(dtype).removeprefix("torch."), f"{tokens}x{hidden}",
                            *(f"{t * 1e6:.1f}" for t in t_ours), f"{t_eager * 1e6:.1f}", f"{t_eager / best:.2f}x",
-                           f"{rate / 1e9:.1f}", f"{100 * rate / copy:.0f}%"])
+                           f"{rate / 1e9:.1f}", f"{100 * rate / copy:.0f}%",
+                           *([f"{faults_ours:.0f}, {faults_eager:.0f}"] if faults else [])])
         table.speedups[label] = t_eager / best
     return table
 

@@ -57,6 +57,21 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 9) 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def page_faults_per_call(fn: Callable[[int], object], rotate: int = 1) -> float:
+    """CPU: minor page faults (pages the OS maps in on first touch) per call of fn(i), over one
+    pass of the rotation. Fresh outputs the allocator took back from the OS fault in 4 KB at a
+    time, which can cost more than a memory-bound kernel; this shows when a timing includes that.
+    NaN where the OS does not report it."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(rotate):
+        fn(i)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / rotate
+
+
 def copy_bandwidth(device: str, nbytes: int = 256 << 20) -> float:
     """Bytes per second that a plain copy moves (read + write), measured now on `device`."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
