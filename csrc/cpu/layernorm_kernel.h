@@ -90,8 +90,9 @@ void add_norm_typed(const AddNormArgs& a) {
   const auto* b = static_cast<const P*>(a.bias);
   auto* out = static_cast<T*>(a.out);
   auto* sum = static_cast<T*>(a.sum);
-  // At least ~32K elements per thread, so waking a thread pays for itself.
-  const int64_t min_rows = 1 + (int64_t(1) << 15) / h;
+  // At least ~8K elements per thread: measured against 32K on Zen 5, 5% to 15% faster from
+  // 64 x 384 to 16 x 4096 (hot cache), and never slower; 4K gained nothing more.
+  const int64_t min_rows = 1 + (int64_t(1) << 13) / h;
   parallel_for(a.rows, a.num_threads, min_rows, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t o = row * h;
