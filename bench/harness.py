@@ -59,8 +59,9 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 9) 
 
 def page_faults_per_call(fn: Callable[[int], object], rotate: int = 1) -> float:
     """CPU: minor page faults (pages the OS maps in on first touch) per call of fn(i), over one
-    pass of the rotation. Fresh outputs the allocator took back from the OS fault in 4 KB at a
-    time, which can cost more than a memory-bound kernel; this shows when a timing includes that.
+    pass of the rotation. Outputs placed in memory the allocator had handed back to the OS fault
+    in 4 KB at a time, which can cost more than a memory-bound kernel; this shows when a timing
+    includes that.
     NaN where the OS does not report it."""
     try:
         import resource

@@ -27,7 +27,7 @@ template <class F> inline void for_chunks(int64_t size, F&& f) {
 
 // Rows of a few hundred elements cross a 4 KB page every few rows, and the hardware prefetchers
 // stop at page boundaries; fetching x and residual this far ahead keeps the reads streaming
-// (10% to 20% faster on inputs that come from memory, measured on Zen 5).
+// (on inputs from memory, Zen 5: up to 21% faster, about 7% in the median).
 constexpr int64_t kPrefetchBytes = 2048;
 constexpr int64_t kLineBytes = 64;
 
