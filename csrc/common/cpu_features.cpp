@@ -5,9 +5,8 @@
 
 namespace prunq {
 
-namespace {
-
 #if defined(__x86_64__) || defined(_M_X64)
+namespace {
 // __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0).
 bool has_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -17,28 +16,19 @@ bool has_avx512() {
   return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
-#else
-bool has_avx2() { return false; }
-bool has_avx512() { return false; }
-#endif
-
 }  // namespace
 
-bool has_avx512_vnni() {
-#if defined(__x86_64__) || defined(_M_X64)
-  return has_avx512() && __builtin_cpu_supports("avx512vnni");
+bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
+bool has_avx512_bf16() { return has_avx512() && __builtin_cpu_supports("avx512bf16"); }
 #else
-  return false;
-#endif
-}
+namespace {
+bool has_avx2() { return false; }
+bool has_avx512() { return false; }
+}  // namespace
 
-bool has_avx512_bf16() {
-#if defined(__x86_64__) || defined(_M_X64)
-  return has_avx512() && __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
+bool has_avx512_vnni() { return false; }
+bool has_avx512_bf16() { return false; }
 #endif
-}
 
 namespace {
 
