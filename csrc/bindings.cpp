@@ -120,9 +120,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("dtype"), py::arg("channel_scale"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"),
         py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("num_threads"), py::arg("activation"));
-  m.def("vnni_available", &cpu::vnni_available, "whether int8_gemm takes VNNI-packed weights here");
-  m.def("weight_only_packed_available", &cpu::weight_only_packed_available,
-        "whether int8_weight_only_gemm_packed runs here (bf16 x)");
+  m.def("packed_gemm_available", &cpu::packed_gemm_available, "whether int8_gemm takes VNNI-packed weights here");
+  m.def("weight_only_packed_available", [](int dtype) {
+    return cpu::weight_only_packed_available(dtype_from_code(dtype, "dtype"));
+  }, "whether int8_weight_only_gemm_packed runs here for x of this dtype code", py::arg("dtype"));
   m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
     return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));
   }, "(padded N, padded K) of a VNNI-packed weight");
@@ -132,7 +133,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
   m.def("int8_weight_only_gemm_packed", &int8_weight_only_gemm<true>,
-        "int8_weight_only_gemm on the VNNI packing of w (bf16 x, AVX512_BF16)", py::arg("x"), py::arg("dtype"),
+        "int8_weight_only_gemm on the VNNI packing of w, where weight_only_packed_available", py::arg("x"), py::arg("dtype"),
         py::arg("w_packed"), py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"),
         py::arg("k"), py::arg("num_threads"));
   m.def("advise_huge_pages", &advise_huge_pages, "hint that a buffer be backed by huge pages", py::arg("address"),

@@ -433,7 +433,7 @@ def test_other_bad_inputs():
         prunq.ops.int8_weight_only_linear(torch.zeros(3, 16, dtype=torch.int8), w_q, ws)
 
 
-@pytest.mark.skipif(_native.C is None or not _native.C.vnni_available(), reason="needs the VNNI kernel")
+@pytest.mark.skipif(_native.C is None or not _native.C.packed_gemm_available(), reason="needs a packed-panel kernel")
 def test_prepacked_rejects_a_packing_of_another_weight():
     w_q = torch.zeros(8, 16, dtype=torch.int8)
     packed, colsum = vnni_pack(torch.zeros(8, 200, dtype=torch.int8))
@@ -442,7 +442,7 @@ def test_prepacked_rejects_a_packing_of_another_weight():
                                         torch.ones(8))
 
 
-@pytest.mark.skipif(_native.C is None or not _native.C.vnni_available(), reason="needs the VNNI kernel")
+@pytest.mark.skipif(_native.C is None or not _native.C.packed_gemm_available(), reason="needs a packed-panel kernel")
 def test_weight_only_prepacked_rejects_a_packing_of_another_weight():
     w_q = torch.zeros(8, 16, dtype=torch.int8)
     packed, _ = vnni_pack(torch.zeros(8, 200, dtype=torch.int8))

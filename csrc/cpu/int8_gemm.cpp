@@ -75,8 +75,11 @@ void quantize_per_token(const QuantizeArgs& a) {
 
 int64_t vnni_padded_n(int64_t n) { return (n + kVnniPanel - 1) / kVnniPanel * kVnniPanel; }
 int64_t vnni_padded_k(int64_t k) { return (k + 3) / 4 * 4; }
-bool vnni_available() { return family_isa() == Isa::avx512; }
-bool weight_only_packed_available() { return vnni_available() && has_avx512_bf16(); }
+bool packed_gemm_available() { return family_isa() != Isa::portable; }
+bool weight_only_packed_available(DType dtype) {
+  const Isa isa = family_isa();
+  return isa == Isa::avx2 || (isa == Isa::avx512 && dtype == DType::bf16 && has_avx512_bf16());
+}
 
 void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum) {
   const int64_t np = vnni_padded_n(n), kp = vnni_padded_k(k);
@@ -93,21 +96,16 @@ void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32
 }
 
 void int8_gemm(const Int8GemmArgs& a) {
-  if (a.w_colsum && !vnni_available())
-    throw std::invalid_argument("int8_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
-  // A packed weight is only ever read by the AVX-512 kernel.
-  run_for(a.w_colsum ? Isa::avx512 : family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2),
-          PRUNQ_X86_ONLY(int8_gemm_avx512));
+  if (a.w_colsum && !packed_gemm_available())
+    throw std::invalid_argument("int8_gemm: a packed weight needs the AVX2 or AVX-512 VNNI path");
+  run_for(family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2), PRUNQ_X86_ONLY(int8_gemm_avx512));
 }
 
 void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                        const Int8GemmArgs& a) {
-  if (a.w_colsum) {
 #if PRUNQ_X86
-    if (vnni_available()) return int8_dynamic_vnni_avx512(x, dtype, channel_scale, x_scale, a);
+  if (a.w_colsum && family_isa() == Isa::avx512) return int8_dynamic_vnni_avx512(x, dtype, channel_scale, x_scale, a);
 #endif
-    throw std::invalid_argument("int8_dynamic_gemm: a VNNI-packed weight needs the AVX-512 VNNI path");
-  }
   std::vector<int8_t> q(size_t(a.m * a.k));
   quantize_per_token(QuantizeArgs{x, dtype, q.data(), x_scale, a.m, a.k, a.num_threads, channel_scale});
   Int8GemmArgs quantized = a;
@@ -117,10 +115,12 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
 
 void int8_weight_only_gemm(const WeightOnlyArgs& a) {
   if (a.packed) {
+    if (!weight_only_packed_available(a.dtype))
+      throw std::invalid_argument("int8_weight_only_gemm: no kernel reads a packed weight for this dtype here");
 #if PRUNQ_X86
-    if (weight_only_packed_available() && a.dtype == DType::bf16) return int8_weight_only_packed_avx512bf16(a);
+    if (family_isa() == Isa::avx512) return int8_weight_only_packed_avx512bf16(a);
+    return int8_weight_only_packed_avx2(a);
 #endif
-    throw std::invalid_argument("int8_weight_only_gemm: a packed weight needs bf16 x and the AVX512_BF16 path");
   }
   run_for(family_isa(), a, int8_weight_only_gemm_portable, PRUNQ_X86_ONLY(int8_weight_only_gemm_avx2),
           PRUNQ_X86_ONLY(int8_weight_only_gemm_avx512));

@@ -52,7 +52,7 @@ struct WeightOnlyArgs {
   void* out;
   int64_t m, n, k;
   int num_threads;
-  bool packed = false;  // w is the VNNI packing (pack_int8_vnni); bf16 x only
+  bool packed = false;  // w is the VNNI packing (pack_int8_vnni), where weight_only_packed_available
 };
 
 // The weight layout of the AVX-512 VNNI kernel: panels of 64 output channels; inside a panel,
@@ -62,19 +62,21 @@ constexpr int64_t kVnniPanel = 64;
 int64_t vnni_padded_n(int64_t n);
 int64_t vnni_padded_k(int64_t k);
 void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum);
-bool vnni_available();
-// Whether int8_weight_only_gemm takes the VNNI packing of w (for bf16 x) here.
-bool weight_only_packed_available();
+// Whether int8_gemm reads the VNNI packing of w here (AVX-512 VNNI, or the AVX2 kernel reading it
+// in halves).
+bool packed_gemm_available();
+// Whether int8_weight_only_gemm reads the VNNI packing of w for x of `dtype` here.
+bool weight_only_packed_available(DType dtype);
 
 // Dispatch on the active instruction set (cpu_features.h). int8_gemm with a packed w needs
-// vnni_available().
+// packed_gemm_available().
 void quantize_per_token(const QuantizeArgs& args);
 void int8_gemm(const Int8GemmArgs& args);
 void int8_weight_only_gemm(const WeightOnlyArgs& args);
 // int8_gemm with the per-token quantization of x (float, `dtype`, each column multiplied by
 // channel_scale if that is set) fused in: args.x is ignored and the scales are written to
-// x_scale, which args.x_scale must point at. With a packed w the rows are quantized straight into
-// the unsigned layout the VNNI kernel reads.
+// x_scale, which args.x_scale must point at. With a packed w on the VNNI path the rows are
+// quantized straight into the unsigned layout the VNNI kernel reads.
 void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                        const Int8GemmArgs& args);
 void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
@@ -82,6 +84,7 @@ void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_s
 // bf16 activations only; need has_avx512_bf16().
 void int8_weight_only_gemm_avx512bf16(const WeightOnlyArgs& args);
 void int8_weight_only_packed_avx512bf16(const WeightOnlyArgs& args);
+void int8_weight_only_packed_avx2(const WeightOnlyArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \

@@ -1,5 +1,9 @@
 // AVX2 has no 8-bit dot-product instruction that is exact for the whole int8 range
-// (vpmaddubsw saturates), so both operands are widened to 16 bits and multiplied with vpmaddwd.
+// (vpmaddubsw saturates), so both operands are widened to 16 bits and multiplied with vpmaddwd:
+// in 4 x 4 tiles of dot products on plain w, and in the packed-panel kernel
+// (int8_gemm_madd_kernel.h) on the VNNI packing of w.
+#include <cstring>
+
 #include "vec_avx2.h"
 
 namespace prunq::cpu::avx2 {
@@ -65,16 +69,41 @@ struct Dot {
   }
 };
 
+
+// The packed-panel kernel's registers: 4 channels x 4 k of w as int16; tiles of 4 rows x 2
+// registers keep 8 accumulators, 2 of w and a broadcast of x in the 16 ymm registers.
+struct Madd {
+  using Reg = __m256i;
+  static constexpr int kChannels = 4, kRows = 4, kRegs = 2;
+  static Reg zero() { return _mm256_setzero_si256(); }
+  static Reg load_w(const int8_t* p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static Reg broadcast_x(const int16_t* p) {
+    int64_t four;
+    std::memcpy(&four, p, 8);
+    return _mm256_set1_epi64x(four);
+  }
+  static Reg madd(Reg acc, Reg x, Reg w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
+  static Reg load(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store(int32_t* p, Reg r) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), r); }
+};
+
 }  // namespace
 }  // namespace prunq::cpu::avx2
 
 #define PRUNQ_ISA avx2
 #include "int8_gemm_kernel.h"
+#include "gelu_kernel.h"
+#include "int8_gemm_madd_kernel.h"
 
 namespace prunq::cpu {
 
 void quantize_per_token_avx2(const QuantizeArgs& a) { avx2::quantize_per_token(a); }
-void int8_gemm_avx2(const Int8GemmArgs& a) { avx2::int8_gemm(a); }
+void int8_gemm_avx2(const Int8GemmArgs& a) {
+  if (a.w_colsum) return avx2::madd_gemm(a);
+  avx2::int8_gemm(a);
+}
 void int8_weight_only_gemm_avx2(const WeightOnlyArgs& a) { avx2::int8_weight_only_gemm(a); }
 
 }  // namespace prunq::cpu

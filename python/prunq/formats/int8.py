@@ -1,10 +1,11 @@
 """Per-channel symmetric int8 weights, and the CPU kernel's packed copy of them.
 
 The state_dict form is plain: w_q [N, K] int8 and w_scale [N] float32 with
-w ~= w_q * w_scale[:, None]. The AVX-512 VNNI kernel reads a packed copy (panels of 64 output
-channels, groups of 4 k; see csrc/cpu/int8_gemm.h) plus the per-channel sums of w_q; the
-weight-only kernel for bf16 activations (AVX512_BF16) reads the same packing without the sums.
-Modules make it once. Other paths read w_q as it is.
+w ~= w_q * w_scale[:, None]. The CPU's packed-panel kernels read a packed copy (the VNNI packing:
+panels of 64 output channels, groups of 4 k; see csrc/cpu/int8_gemm.h): the AVX-512 VNNI GEMM
+with the per-channel sums of w_q, the AVX2 GEMM reading it in halves widened to int16, and the
+weight-only kernels (AVX2 for any float x, AVX512_BF16 for bf16 x) without the sums. Modules make
+it once. The portable path reads w_q as it is.
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def vnni_pack(w_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(packed, colsum) for the CPU VNNI kernel, or two empty tensors where that kernel is not
-    the one that runs (no AVX-512 VNNI, no prunq._C, or w_q not on the CPU)."""
-    if w_q.device.type != "cpu" or _native.C is None or not _native.C.vnni_available():
+    """(packed, colsum) for the CPU's packed-panel GEMM, or two empty tensors where no such
+    kernel runs (the portable path, no prunq._C, or w_q not on the CPU)."""
+    if w_q.device.type != "cpu" or _native.C is None or not _native.C.packed_gemm_available():
         return torch.empty(0, dtype=torch.int8, device=w_q.device), torch.empty(0, dtype=torch.int32, device=w_q.device)
     return _pack(w_q)
 
 
 def weight_only_pack(w_q: torch.Tensor) -> torch.Tensor:
-    """The VNNI packing of w_q for the CPU weight-only kernel on bf16 activations, or an empty
-    tensor where that kernel is not the one that runs (no AVX512_BF16, no prunq._C, or w_q not on
-    the CPU)."""
-    if w_q.device.type != "cpu" or _native.C is None or not _native.C.weight_only_packed_available():
+    """The VNNI packing of w_q for the CPU's packed weight-only kernels, or an empty tensor where
+    none runs for any activation dtype (no prunq._C, or w_q not on the CPU)."""
+    if w_q.device.type != "cpu" or _native.C is None or not any(
+            _native.C.weight_only_packed_available(code) for code in _native.DTYPE_CODES.values()):
         return torch.empty(0, dtype=torch.int8, device=w_q.device)
     return _pack(w_q)[0]
 

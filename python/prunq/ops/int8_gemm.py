@@ -349,7 +349,7 @@ def _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     if path == "reference":
         return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     packed = (None, None)
-    if x_q.numel() >= _PACK_PER_CALL_ROWS * x_q.shape[-1] and _native.C.vnni_available():
+    if x_q.numel() >= _PACK_PER_CALL_ROWS * x_q.shape[-1] and _native.C.packed_gemm_available():
         packed = vnni_pack(w_q)
     return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32, *packed)
 
@@ -374,7 +374,7 @@ def _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias,
     if path == "reference":
         return int8_linear_prepacked_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
     _check_packed(w_q, w_packed, w_colsum)
-    packed = w_packed.numel() > 0 and _native.C.vnni_available()
+    packed = w_packed.numel() > 0 and _native.C.packed_gemm_available()
     return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32,
                             w_packed if packed else None, w_colsum if packed else None, activation)
 
@@ -407,7 +407,7 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
     if path == "reference":
         return int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias, activation, x_channel_scale)
     _check_packed(w_q, w_packed, w_colsum)
-    packed = w_packed.numel() > 0 and _native.C.vnni_available()
+    packed = w_packed.numel() > 0 and _native.C.packed_gemm_available()
     return _cpu_dynamic_linear(x, w_q, w_packed if packed else None, w_colsum if packed else None, w_scale, bias,
                                activation, x_channel_scale)
 
@@ -425,7 +425,7 @@ def _weight_only_prepacked(x, w_q, w_packed, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
     if _path_with_cuda_kernel(x.device.type) == "native":
         _check_packed(w_q, w_packed)
-        if w_packed.numel() > 0 and x.dtype == torch.bfloat16 and _native.C.weight_only_packed_available():
+        if w_packed.numel() > 0 and _native.C.weight_only_packed_available(_native.dtype_code(x.dtype)):
             return _native_weight_only(x, w_q, w_scale, bias, w_packed)
     return _weight_only(x, w_q, w_scale, bias)
 

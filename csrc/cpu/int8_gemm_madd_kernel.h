@@ -1,0 +1,144 @@
+// The INT8 GEMM on the VNNI packing of w (pack_int8_vnni) for CPUs without VNNI, exact over the
+// whole int8 range. vpmaddwd multiplies int16 pairs and adds each pair into an int32 lane: a
+// register of w widened from kChannels channels x 4 k of the packing, against a row's 4 k of x
+// broadcast as int16, holds in lane 2c + p channel c's products of k pair p (k 4g + 2p and
+// 4g + 2p + 1); the epilogue adds the two lanes. No pair sum can saturate (|sum| <= 2 * 128^2),
+// unlike vpmaddubsw with one side made unsigned, and no correction term is needed. Per 32
+// multiply-adds this takes two multiply instructions, as vpsignb + vpmaddubsw + vpmaddwd (the
+// other exact way) does, and the widening of w is shared by the rows of a tile.
+//
+// Included by an instruction-set translation unit after its vec header, with PRUNQ_ISA naming its
+// namespace and a `Madd` struct in it:
+//   using Reg;  static constexpr int kChannels;        channels per register (2 int32 lanes each)
+//   static constexpr int kRows, kRegs;                 register tile: rows of x x registers of w
+//   static Reg zero();
+//   static Reg load_w(const int8_t* p);                kChannels x 4 bytes, widened to int16
+//   static Reg broadcast_x(const int16_t* p);          4 int16, repeated
+//   static Reg madd(Reg acc, Reg x, Reg w);            acc + pairwise products
+//   static Reg load(const int32_t* p);  static void store(int32_t* p, Reg r);
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../common/parallel.h"
+#include "int8_gemm.h"
+#include "padded_rows.h"
+
+namespace prunq::cpu::PRUNQ_ISA {
+namespace {
+
+constexpr int kPanelLanes = 2 * kVnniPanel;  // int32 lanes of one row of a panel's accumulators
+// K in blocks of 128 groups: the block of a panel the row tiles share (32 KB) stays in L1.
+constexpr int64_t kMaddBlockGroups = 128;
+// Rows of x (as int16) kept in L2 while the thread's panels stream past them.
+constexpr int64_t kMaddRowPanelBytes = 512 << 10;
+
+// How far ahead of the group being multiplied a tile asks for its bytes of w (16 groups). Panels
+// follow each other in memory, so near a block's end this reaches into the next block or panel,
+// and past the last one beyond w, which a prefetch may do.
+constexpr int64_t kMaddPrefetchBytes = 4096;
+
+using Int16Rows = std::unique_ptr<int16_t[], FreeDeleter>;
+
+// x [m, k] int8 as int16 rows of ldx elements, zero from k to kp.
+inline Int16Rows widened_rows(const int8_t* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
+  const size_t bytes = std::max<size_t>(64, (size_t(m * ldx) * sizeof(int16_t) + 63) / 64 * 64);
+  Int16Rows rows(static_cast<int16_t*>(std::aligned_alloc(64, bytes)));
+  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      int16_t* dst = rows.get() + r * ldx;
+      std::copy(x + r * k, x + (r + 1) * k, dst);
+      std::fill(dst + k, dst + kp, int16_t(0));
+    }
+  });
+  return rows;
+}
+
+// Adds groups [g0, g1) of an MR x kRegs tile into `acc` (row stride kPanelLanes, at the lanes of
+// the tile's first register); `first` starts from zero instead. Not inlined: inlined into the
+// driver, GCC 12 stored an accumulator to the stack on every group.
+template <int MR>
+__attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1, bool first, int32_t* acc) {
+  constexpr int NR = Madd::kRegs, kLanes = 2 * Madd::kChannels;
+  typename Madd::Reg c[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) c[i][j] = first ? Madd::zero() : Madd::load(acc + i * kPanelLanes + j * kLanes);
+  for (int64_t g = g0; g < g1; ++g) {
+    const int8_t* wg = w + g * kVnniPanel * 4;
+    _mm_prefetch(reinterpret_cast<const char*>(wg) + kMaddPrefetchBytes, _MM_HINT_T0);
+    typename Madd::Reg wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = Madd::load_w(wg + j * Madd::kChannels * 4);
+    for (int i = 0; i < MR; ++i) {
+      const typename Madd::Reg xv = Madd::broadcast_x(x + i * ldx + 4 * g);
+      for (int j = 0; j < NR; ++j) c[i][j] = Madd::madd(c[i][j], xv, wv[j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) Madd::store(acc + i * kPanelLanes + j * kLanes, c[i][j]);
+}
+
+// y for rows [m0, m0 + rows) and the channels of panel p from their accumulator lanes.
+template <class O>
+void madd_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, const Int8GemmArgs& a) {
+  const int64_t n0 = p * kVnniPanel;
+  const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
+  for (int64_t i = 0; i < rows; ++i) {
+    alignas(64) float dot[kVnniPanel];
+    const int32_t* lanes = acc + i * kPanelLanes;
+    for (int c = 0; c < cols; ++c) dot[c] = float(lanes[2 * c] + lanes[2 * c + 1]);
+    O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + n0;
+    for (int j = 0; j < cols; j += Vec::width) {
+      const int n = std::min(Vec::width, cols - j);
+      const Vec ws = Vec::load(a.w_scale + n0 + j, n);
+      const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+      const Vec y = activate(fma(Vec::load(dot + j) * Vec::splat(a.x_scale[m0 + i]), ws, b), a.activation);
+      y.store(out + j, n);
+    }
+  }
+}
+
+template <class O>
+void madd_gemm_typed(const Int8GemmArgs& a) {
+  constexpr int MR = Madd::kRows;
+  constexpr int kTileChannels = Madd::kRegs * Madd::kChannels;
+  static_assert(kVnniPanel % kTileChannels == 0, "a panel must split into whole tiles");
+  const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
+  const int64_t ldx = kp + 32;  // a row one cache line past a multiple of 64 bytes: rows in different L1 sets
+  const Int16Rows x = widened_rows(a.x, a.m, a.k, kp, ldx, a.num_threads);
+  const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
+  const int64_t row_panel = std::max<int64_t>(MR, kMaddRowPanelBytes / (2 * ldx) / MR * MR);
+  // At least ~1M multiply-adds per thread before splitting pays.
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
+    std::vector<int32_t> acc(size_t(std::min(a.m, row_panel)) * kPanelLanes);
+    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
+      const int64_t m1 = std::min(a.m, m0 + row_panel);
+      for (int64_t p = p_begin; p < p_end; ++p) {
+        const int8_t* panel = a.w + p * kVnniPanel * kp;
+        const int64_t used = std::min<int64_t>(kVnniPanel, a.n - p * kVnniPanel);
+        const int tiles = int((used + kTileChannels - 1) / kTileChannels);
+        for (int64_t g = 0; g == 0 || g < groups; g += kMaddBlockGroups) {  // once for K = 0: zero sums
+          const int64_t g_end = std::min(groups, g + kMaddBlockGroups);
+          for (int64_t r = m0; r < m1; r += MR)
+            with_rows<MR>(int(std::min<int64_t>(MR, m1 - r)), [&](auto rows) {
+              for (int s = 0; s < tiles; ++s)
+                madd_tile<rows>(x.get() + r * ldx, ldx, panel + s * kTileChannels * 4, g, g_end, g == 0,
+                                acc.data() + (r - m0) * kPanelLanes + s * 2 * kTileChannels);
+            });
+        }
+        madd_epilogue<O>(acc.data(), m0, m1 - m0, p, a);
+      }
+    }
+  });
+}
+
+inline void madd_gemm(const Int8GemmArgs& a) {
+  switch (a.out_dtype) {
+    case DType::f32: return madd_gemm_typed<float>(a);
+    case DType::bf16: return madd_gemm_typed<bf16>(a);
+    case DType::f16: return madd_gemm_typed<f16>(a);
+  }
+}
+
+}  // namespace
+}  // namespace prunq::cpu::PRUNQ_ISA

@@ -1,0 +1,164 @@
+// The weight-only GEMM for AVX2 on the VNNI packing of w (pack_int8_vnni), any float x. A K block
+// of 16 channels of a panel (for each group of 4 k, 64 bytes: 16 channels x 4 k) is converted
+// once to fp32 in k-major order, 16 channels per k, into a buffer that stays in L1; every tile of
+// rows then runs plain broadcast FMAs against it. Converting once per block rather than once per
+// tile of rows keeps the conversion off the critical path from a few rows on, and at one row
+// the kernel streams one byte per weight from memory, a quarter of fp32's.
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "../common/parallel.h"
+#include "int8_gemm.h"
+#include "padded_rows.h"
+#include "vec_avx2.h"
+
+namespace prunq::cpu::avx2 {
+namespace {
+
+constexpr int kSliceChannels = 16;
+constexpr int64_t kGroupBytes = kVnniPanel * 4;
+// How far ahead of the group being converted its slice's line of w is asked for (16 groups); past
+// the end of w at the very last groups, which a prefetch may do.
+constexpr int64_t kPrefetchBytes = 4096;
+// 64 groups: a converted block of 16 channels is 16 KB of fp32.
+constexpr int64_t kBlockGroups = 64;
+// Rows of x (fp32) of one K block kept in L2 while the panels stream past them.
+constexpr int64_t kRowPanelBytes = 256 << 10;
+constexpr int kMaxRows = 6;  // 12 accumulators + 2 of w + 1 broadcast of 16 ymm
+
+using FloatRows = std::unique_ptr<float[], FreeDeleter>;
+
+// x [m, k] as fp32 rows of ldx elements, zero from k to kp.
+template <class T>
+FloatRows float_rows(const T* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
+  const size_t bytes = std::max<size_t>(64, (size_t(m * ldx) * sizeof(float) + 63) / 64 * 64);
+  FloatRows rows(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* dst = rows.get() + r * ldx;
+      for (int64_t i = 0; i < k; ++i) dst[i] = to_float(x[r * k + i]);
+      std::fill(dst + k, dst + kp, 0.f);
+    }
+  });
+  return rows;
+}
+
+// Groups [g0, g1) of 16 channels of a panel (`w` points at the slice's first byte of group 0) as
+// fp32: out[(g - g0) * 4 + t][c] = w[channel c, k 4g + t]. Byte t of a 32-bit lane is brought to
+// the low byte with its sign by a left then an arithmetic right shift.
+void convert_slice(const int8_t* w, int64_t g0, int64_t g1, float* out) {
+  for (int64_t g = g0; g < g1; ++g, out += 4 * kSliceChannels) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + g * kGroupBytes) + kPrefetchBytes, _MM_HINT_T0);
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes + 32));
+    auto byte = [](__m256i v, auto t) {
+      constexpr int kLeft = 24 - 8 * decltype(t)::value;
+      return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, kLeft), 24));
+    };
+    auto store = [&](auto t) {
+      _mm256_store_ps(out + decltype(t)::value * kSliceChannels, byte(lo, t));
+      _mm256_store_ps(out + decltype(t)::value * kSliceChannels + 8, byte(hi, t));
+    };
+    store(std::integral_constant<int, 0>());
+    store(std::integral_constant<int, 1>());
+    store(std::integral_constant<int, 2>());
+    store(std::integral_constant<int, 3>());
+  }
+}
+
+// acc[i][0..16) (row stride kVnniPanel) += x rows [.., ks) . slice; `first` starts from zero.
+// A rows (k even and odd, for few rows) keep enough independent FMA chains to hide the FMA's
+// latency. Not inlined, for the reason madd_tile is not (int8_gemm_madd_kernel.h); the loops
+// over registers are unrolled so that the accumulators stay in registers.
+template <int MR>
+__attribute__((noinline)) void fma_tile(const float* x, int64_t ldx, const float* slice, int64_t ks, bool first,
+                                        float* acc) {
+  constexpr int A = MR <= 2 ? 2 : 1;  // k % A picks the chain
+  __m256 c[A][MR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) {
+      c[0][i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + i * kVnniPanel + 8 * j);
+      if constexpr (A == 2) c[A - 1][i][j] = _mm256_setzero_ps();
+    }
+  for (int64_t t = 0; t < ks; t += A) {  // ks is a multiple of 4
+#pragma GCC unroll 2
+    for (int a = 0; a < A; ++a) {
+      const float* w = slice + (t + a) * kSliceChannels;
+      const __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
+#pragma GCC unroll 12
+      for (int i = 0; i < MR; ++i) {
+        const __m256 xv = _mm256_broadcast_ss(x + i * ldx + t + a);
+        c[a][i][0] = _mm256_fmadd_ps(xv, w0, c[a][i][0]);
+        c[a][i][1] = _mm256_fmadd_ps(xv, w1, c[a][i][1]);
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j)
+      _mm256_storeu_ps(acc + i * kVnniPanel + 8 * j, A == 2 ? _mm256_add_ps(c[0][i][j], c[A - 1][i][j]) : c[0][i][j]);
+}
+
+template <class T>
+void weight_only_packed(const WeightOnlyArgs& a) {
+  const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
+  const int64_t ldx = kp + 16;  // one cache line past a multiple of 64 bytes: rows in different L1 sets
+  const FloatRows x = float_rows(static_cast<const T*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
+  const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
+  const int64_t row_panel =
+      std::max<int64_t>(kMaxRows, kRowPanelBytes / (4 * 4 * kBlockGroups) / kMaxRows * kMaxRows);
+  // At least ~256K multiply-adds per thread before splitting pays.
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
+    std::vector<float> acc(size_t(std::min(a.m, row_panel)) * kVnniPanel);
+    FloatRows slice(static_cast<float*>(std::aligned_alloc(64, 4 * kBlockGroups * kSliceChannels * sizeof(float))));
+    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
+      const int64_t m1 = std::min(a.m, m0 + row_panel);
+      for (int64_t p = p_begin; p < p_end; ++p) {
+        const int64_t n0 = p * kVnniPanel;
+        const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
+        const int slices = (cols + kSliceChannels - 1) / kSliceChannels;
+        const int8_t* panel = a.w + p * kVnniPanel * kp;
+        for (int64_t g = 0; g == 0 || g < groups; g += kBlockGroups) {  // once for K = 0: zero sums
+          const int64_t g_end = std::min(groups, g + kBlockGroups);
+          for (int s = 0; s < slices; ++s) {
+            convert_slice(panel + s * kSliceChannels * 4, g, g_end, slice.get());
+            for (int64_t r = m0; r < m1; r += kMaxRows)
+              with_rows<kMaxRows>(int(std::min<int64_t>(kMaxRows, m1 - r)), [&](auto rows) {
+                fma_tile<rows>(x.get() + r * ldx + 4 * g, ldx, slice.get(), 4 * (g_end - g), g == 0,
+                               acc.data() + (r - m0) * kVnniPanel + s * kSliceChannels);
+              });
+          }
+        }
+        for (int64_t r = m0; r < m1; ++r) {
+          T* out = static_cast<T*>(a.out) + r * a.n + n0;
+          for (int j = 0; j < cols; j += Vec::width) {
+            const int n = std::min(Vec::width, cols - j);
+            const Vec scale = Vec::load(a.w_scale + n0 + j, n);
+            const Vec bias = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+            fma(Vec::load(acc.data() + (r - m0) * kVnniPanel + j), scale, bias).store(out + j, n);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace prunq::cpu::avx2
+
+namespace prunq::cpu {
+
+void int8_weight_only_packed_avx2(const WeightOnlyArgs& a) {
+  switch (a.dtype) {
+    case DType::f32: return avx2::weight_only_packed<float>(a);
+    case DType::bf16: return avx2::weight_only_packed<bf16>(a);
+    case DType::f16: return avx2::weight_only_packed<f16>(a);
+  }
+}
+
+}  // namespace prunq::cpu
