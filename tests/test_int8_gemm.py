@@ -448,3 +448,55 @@ def test_weight_only_prepacked_rejects_a_packing_of_another_weight():
     packed, _ = vnni_pack(torch.zeros(8, 200, dtype=torch.int8))
     with pytest.raises(ValueError, match="^w_packed:"):
         prunq.ops.int8_weight_only_linear_prepacked(torch.zeros(2, 16, dtype=torch.bfloat16), w_q, packed, torch.ones(8))
+
+
+@pytest.mark.parametrize("k", [4, 1000, 4099])
+def test_products_that_saturate_u8_times_s8_are_exact(cpu_isa, k):
+    """x = 127 taken as unsigned (255) against w = 127 gives pair sums of 64770, which vpmaddubsw
+    would saturate to 32767; every path must give the exact sums, -128 included."""
+    alternating = torch.arange(k) % 2 == 0
+    x_q = torch.stack([torch.full((k,), 127), torch.full((k,), -128), torch.where(alternating, 127, -128)])
+    w_q = torch.stack([torch.full((k,), 127), torch.full((k,), -128), torch.full((k,), -127),
+                       torch.where(alternating, 127, -127)])
+    x_q, w_q = x_q.to(torch.int8), w_q.to(torch.int8)
+    ones_m, ones_n = torch.ones(3), torch.ones(4)
+    expected = int8_linear_ref(x_q, ones_m, w_q, ones_n)
+    torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), expected, rtol=0, atol=0)
+    got = prunq.ops.int8_linear_prepacked(x_q, ones_m, w_q, *vnni_pack(w_q), ones_n)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_k_beyond_exact_int32_accumulation_is_refused():
+    k = int8_gemm.MAX_K + 1
+    with pytest.raises(ValueError, match=f"^x_q: K = {k}"):
+        prunq.ops.int8_linear(torch.zeros(1, k, dtype=torch.int8), torch.ones(1), torch.zeros(2, k, dtype=torch.int8),
+                              torch.ones(2))
+    w_q = torch.zeros(2, k, dtype=torch.int8)
+    with pytest.raises(ValueError, match=f"^x: K = {k}"):
+        prunq.ops.int8_dynamic_linear_prepacked(torch.zeros(1, k), w_q, *vnni_pack(w_q), torch.ones(2))
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_row_quantizes_to_zeros_and_poisons_its_outputs(cpu_isa, bad):
+    x = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))
+    x[1, 37] = bad
+    q, scale = prunq.ops.quantize_per_token(x)
+    assert q.abs().max() <= 127 and not q[1].any()
+    assert not torch.isfinite(scale[1]) and torch.isfinite(scale[[0, 2]]).all()
+    ref_q, _ = quantize_per_token_ref(x)
+    torch.testing.assert_close(q, ref_q, rtol=0, atol=0)
+    module = prunq.nn.Int8Linear.from_linear(torch.nn.Linear(100, 70))
+    y = module(x)
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[[0, 2]]).all()
+
+
+def test_empty_k_gives_the_bias(cpu_isa):
+    x_q, w_q, bias = torch.zeros(2, 3, 0, dtype=torch.int8), torch.zeros(5, 0, dtype=torch.int8), torch.randn(5)
+    expected = bias.expand(2, 3, 5)
+    torch.testing.assert_close(prunq.ops.int8_linear(x_q, torch.ones(2, 3), w_q, torch.ones(5), bias), expected)
+    torch.testing.assert_close(prunq.ops.int8_weight_only_linear(torch.zeros(2, 3, 0), w_q, torch.ones(5), bias),
+                               expected)
+    y = prunq.ops.int8_dynamic_linear_prepacked(torch.zeros(2, 3, 0), w_q, *vnni_pack(w_q), torch.ones(5), None, "gelu")
+    torch.testing.assert_close(y, torch.zeros(2, 3, 5))
+    q, scale = prunq.ops.quantize_per_token(torch.zeros(4, 0))
+    assert q.shape == (4, 0) and not scale.any()

@@ -201,6 +201,10 @@ std::unique_ptr<uint8_t[]> quantized_unsigned_rows(const T* x, const float* chan
       }
       const float absmax = peak.hmax();
       x_scale[r] = absmax / 127.f;
+      if (!std::isfinite(absmax)) {  // as quantize_rows: q = 0 (unsigned 128)
+        std::fill(dst, dst + k, uint8_t(128));
+        continue;
+      }
       const Vec inv = Vec::splat(absmax > 0.f ? 127.f / absmax : 0.f);
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));

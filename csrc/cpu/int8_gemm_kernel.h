@@ -44,6 +44,10 @@ void quantize_rows(const QuantizeArgs& a) {
       }
       const float absmax = peak.hmax();
       a.scale[row] = absmax / 127.f;
+      if (!std::isfinite(absmax)) {  // inf or NaN in the row: q = 0, and the scale carries it on
+        std::fill(qr, qr + k, int8_t(0));
+        continue;
+      }
       const Vec inv = Vec::splat(absmax > 0.f ? 127.f / absmax : 0.f);
       for (int64_t i = 0; i < k; i += Vec::width) {
         const int n = int(std::min<int64_t>(Vec::width, k - i));

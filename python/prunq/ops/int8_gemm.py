@@ -2,10 +2,14 @@
 
     quantize_per_token(x) -> (q, scale)
         scale[m] = max_k |x[m, k]| / 127;  q[m, k] = round(x[m, k] * (127 / max_k |x[m, k]|))
-        (round half to even, in fp32); a row of zeros gives scale 0 and q 0.
+        (round half to even, in fp32), so q is in [-127, 127]; a row of zeros gives scale 0 and
+        q 0. A row holding inf or NaN gives q 0 and a scale of inf or NaN, so every output
+        computed from it is NaN rather than a finite wrong value.
     int8_linear(x_q, x_scale, w_q, w_scale, bias=None, out_dtype=None) -> y
         y[m, n] = (sum_k x_q[m, k] * w_q[n, k]) * x_scale[m] * w_scale[n] + bias[n]
-        exact int32 accumulation, epilogue in fp32, y in out_dtype (default float32).
+        exact int32 accumulation, epilogue in fp32, y in out_dtype (default float32). K is at
+        most MAX_K = 131,071, the most for which no int8 dot product can leave int32; K = 0
+        gives bias (or zeros).
     int8_weight_only_linear(x, w_q, w_scale, bias=None) -> y
         y = x @ (w_q * w_scale[:, None]).T + bias, accumulated in fp32, y in x's dtype.
     int8_weight_only_linear_prepacked(x, w_q, w_packed, w_scale, bias=None) -> y
@@ -33,6 +37,8 @@ module divides w's columns' scale out of the activations' outlier channels and i
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _native
@@ -53,6 +59,8 @@ lib.define(
     "Tensor? bias, str activation=\"none\", Tensor? x_channel_scale=None) -> Tensor"
 )
 ACTIVATIONS = {"none": 0, "gelu": 1}
+# |sum_k x[k] * w[k]| <= 128 * 128 * K must fit in int32.
+MAX_K = (2**31 - 1) // (128 * 128)
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -90,6 +98,12 @@ def _check_weight(x, k_name, w_q, w_scale, bias):
             raise ValueError(f"{name}: expected a tensor on {x.device} like {k_name}, got {t.device}")
 
 
+def _check_int32_range(name, k):
+    if k > MAX_K:
+        raise ValueError(f"{name}: K = {k} is above {MAX_K}, beyond which int8 dot products can overflow "
+                         "their int32 accumulators")
+
+
 def _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     if x_q.dtype != torch.int8:
         raise TypeError(f"x_q: expected int8, got {x_q.dtype}")
@@ -104,6 +118,7 @@ def _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     if out_dtype is not None and out_dtype not in _FLOAT_DTYPES:
         raise TypeError(f"out_dtype: expected float32, bfloat16 or float16, got {out_dtype}")
     _check_weight(x_q, "x_q", w_q, w_scale, bias)
+    _check_int32_range("x_q", x_q.shape[-1])
 
 
 def _check_weight_only(x, w_q, w_scale, bias):
@@ -153,6 +168,7 @@ def _(x, w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_channel_sc
     _check_weight_only(x, w_q, w_scale, bias)
     _check_activation(activation)
     _check_channel_scale(x, x_channel_scale)
+    _check_int32_range("x", x.shape[-1])
     return x.new_empty((*x.shape[:-1], w_q.shape[0]))
 
 
@@ -173,10 +189,11 @@ def _(x, w_q, w_packed, w_scale, bias):
 
 def quantize_per_token_ref(x):
     xf = x.float()
-    absmax = xf.abs().amax(dim=-1, keepdim=True)
+    absmax = xf.abs().amax(dim=-1, keepdim=True) if x.shape[-1] else xf.new_zeros(*x.shape[:-1], 1)
     # A true division: `127.0 / tensor` would multiply by a rounded reciprocal instead.
     inv = torch.where(absmax > 0, torch.full_like(absmax, 127.0) / absmax, torch.zeros_like(absmax))
-    q = torch.round(xf * inv).clamp(-127, 127).to(torch.int8)
+    q = torch.round(xf * inv).clamp(-127, 127)
+    q = torch.where(torch.isfinite(absmax), q, 0).to(torch.int8)
     return q, (absmax / torch.full_like(absmax, 127.0)).squeeze(-1)
 
 
@@ -211,8 +228,17 @@ def int8_weight_only_linear_ref(x, w_q, w_scale, bias=None):
 
 
 def _rows(t):
-    """[..., K] -> contiguous [M, K]."""
-    return t.reshape(-1, t.shape[-1])
+    """[..., K] -> [M, K] (K may be 0)."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+
+
+def _empty_k(x, n, bias, dtype, activation="none"):
+    """The product of x [..., 0] with a weight of N rows: bias (or zeros) in every row, then the
+    activation."""
+    y = torch.zeros((*x.shape[:-1], n), dtype=torch.float32, device=x.device)
+    if bias is not None:
+        y += bias.float()
+    return (torch.nn.functional.gelu(y) if activation == "gelu" else y).to(dtype)
 
 
 def _native_quantize(x):
@@ -337,12 +363,14 @@ def _quantize(x):
     return _triton_quantize(x) if path == "triton" else quantize_per_token_ref(x)
 
 
-# From this many rows, packing w for the VNNI kernel on every call costs less than it saves.
+# From this many rows, packing w for the packed-panel kernel on every call costs less than it saves.
 _PACK_PER_CALL_ROWS = 64
 
 
 def _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+    if w_q.shape[1] == 0:
+        return _empty_k(x_q, w_q.shape[0], bias, out_dtype or torch.float32)
     path = _path(x_q.device.type)
     if path == "triton":
         return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
@@ -368,6 +396,8 @@ def _check_packed(w_q, w_packed, w_colsum=None):
 def _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation="none"):
     _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     _check_activation(activation)
+    if w_q.shape[1] == 0:
+        return _empty_k(x_q, w_q.shape[0], bias, out_dtype or torch.float32, activation)
     path = _path(x_q.device.type)
     if path == "triton":
         return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, activation)
@@ -400,6 +430,9 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
     _check_weight_only(x, w_q, w_scale, bias)
     _check_activation(activation)
     _check_channel_scale(x, x_channel_scale)
+    _check_int32_range("x", x.shape[-1])
+    if w_q.shape[1] == 0:
+        return _empty_k(x, w_q.shape[0], bias, x.dtype, activation)
     path = _path(x.device.type)
     if path == "triton":
         x_q, x_scale = _triton_quantize(x, x_channel_scale)
@@ -414,6 +447,8 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
 
 def _weight_only(x, w_q, w_scale, bias):
     _check_weight_only(x, w_q, w_scale, bias)
+    if w_q.shape[1] == 0:
+        return _empty_k(x, w_q.shape[0], bias, x.dtype)
     path = _path_with_cuda_kernel(x.device.type)
     if path in ("native", "cuda"):
         return _native_weight_only(x, w_q, w_scale, bias)
@@ -484,6 +519,7 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
         _check_weight_only(x, w_q, w_scale, bias)
         _check_activation(activation)
         _check_channel_scale(x, x_channel_scale)
+        _check_int32_range("x", x.shape[-1])
         return _int8_linear_triton(*_quantize_triton(x, x_channel_scale), w_q, w_scale, bias, x.dtype, activation)
     return torch.ops.prunq.int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation,
                                                          x_channel_scale)
