@@ -3,6 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+#include <vector>
+
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -16,6 +19,20 @@ namespace py = pybind11;
 using namespace prunq;
 
 namespace {
+
+// Releases the GIL for calls with at least this many elements of work: for a one-row call the
+// release and reacquire cost more than the kernel.
+constexpr int64_t kGilReleaseWork = int64_t(1) << 14;
+
+class GilRelease {
+ public:
+  explicit GilRelease(int64_t work) {
+    if (work >= kGilReleaseWork) release_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> release_;
+};
 
 // Asks the OS to back the whole 2 MB pages inside [p, p + bytes) with huge pages (Linux transparent
 // huge pages; a no-op where they are off or unsupported). Only a hint: errors are ignored.
@@ -43,7 +60,7 @@ void add_norm(uintptr_t x, uintptr_t residual, uintptr_t weight, uintptr_t bias,
   check(args.param_dtype == DType::f32 || args.param_dtype == args.dtype,
         "add_norm: param_dtype must be float32 or the input dtype");
   if (rows == 0) return;
-  py::gil_scoped_release release;
+  const GilRelease release(rows * hidden);
   cpu::add_norm(args);
 }
 
@@ -52,7 +69,7 @@ void quantize_per_token(uintptr_t x, int dtype, uintptr_t q, uintptr_t scale, in
   check(rows >= 0 && cols >= 0, "quantize_per_token: negative size");
   cpu::QuantizeArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<int8_t>(q),
                          as_ptr<float>(scale), rows, cols, num_threads};
-  py::gil_scoped_release release;
+  const GilRelease release(rows * cols);
   cpu::quantize_per_token(args);
 }
 
@@ -65,22 +82,24 @@ void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, 
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
                          dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads,
                          cpu::Activation(activation)};
-  py::gil_scoped_release release;
+  const GilRelease release(m * n * k);
   cpu::int8_gemm(args);
 }
 
-void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t channel_scale, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale,
-                       uintptr_t bias, uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads,
-                       int activation) {
+// x_scale: where the per-row scales go, or 0 when the caller does not want them.
+void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t channel_scale, uintptr_t x_scale, uintptr_t w,
+                       uintptr_t w_colsum, uintptr_t w_scale, uintptr_t bias, uintptr_t out, int out_dtype, int64_t m,
+                       int64_t n, int64_t k, int num_threads, int activation) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_dynamic_gemm: negative size");
   check(activation == 0 || activation == 1, "int8_dynamic_gemm: activation must be 0 (none) or 1 (gelu)");
-  cpu::Int8GemmArgs args{nullptr, as_ptr<const float>(x_scale), as_ptr<const int8_t>(w), as_ptr<const int32_t>(w_colsum),
+  std::vector<float> scratch(x_scale ? 0 : size_t(m));
+  float* scales = x_scale ? as_ptr<float>(x_scale) : scratch.data();
+  cpu::Int8GemmArgs args{nullptr, scales, as_ptr<const int8_t>(w), as_ptr<const int32_t>(w_colsum),
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
                          dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads, cpu::Activation(activation)};
   const DType x_dtype = dtype_from_code(dtype, "dtype");
-  py::gil_scoped_release release;
-  cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<const float>(channel_scale), as_ptr<float>(x_scale),
-                         args);
+  const GilRelease release(m * n * k);
+  cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<const float>(channel_scale), scales, args);
 }
 
 template <bool kPacked>
@@ -90,7 +109,7 @@ void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scal
   cpu::WeightOnlyArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const int8_t>(w),
                            as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k,
                            num_threads, kPacked};
-  py::gil_scoped_release release;
+  const GilRelease release(m * n * k);
   cpu::int8_weight_only_gemm(args);
 }
 

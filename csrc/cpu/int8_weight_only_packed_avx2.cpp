@@ -26,6 +26,8 @@ constexpr int64_t kBlockGroups = 64;
 // Rows of x (fp32) of one K block kept in L2 while the panels stream past them.
 constexpr int64_t kRowPanelBytes = 256 << 10;
 constexpr int kMaxRows = 6;  // 12 accumulators + 2 of w + 1 broadcast of 16 ymm
+// Up to this many rows, w is converted in registers rather than through a buffer (convert_fma_tile).
+constexpr int kDirectRows = 4;
 
 using FloatRows = std::unique_ptr<float[], FreeDeleter>;
 
@@ -44,21 +46,24 @@ FloatRows float_rows(const T* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, 
   return rows;
 }
 
+// Byte t of each 32-bit lane of v as fp32: brought to the low byte with its sign by a left then an
+// arithmetic right shift.
+template <int t>
+inline __m256 byte_as_float(__m256i v) {
+  return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24 - 8 * t), 24));
+}
+
 // Groups [g0, g1) of 16 channels of a panel (`w` points at the slice's first byte of group 0) as
-// fp32: out[(g - g0) * 4 + t][c] = w[channel c, k 4g + t]. Byte t of a 32-bit lane is brought to
-// the low byte with its sign by a left then an arithmetic right shift.
+// fp32: out[(g - g0) * 4 + t][c] = w[channel c, k 4g + t].
 void convert_slice(const int8_t* w, int64_t g0, int64_t g1, float* out) {
   for (int64_t g = g0; g < g1; ++g, out += 4 * kSliceChannels) {
     _mm_prefetch(reinterpret_cast<const char*>(w + g * kGroupBytes) + kPrefetchBytes, _MM_HINT_T0);
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes));
     const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes + 32));
-    auto byte = [](__m256i v, auto t) {
-      constexpr int kLeft = 24 - 8 * decltype(t)::value;
-      return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, kLeft), 24));
-    };
     auto store = [&](auto t) {
-      _mm256_store_ps(out + decltype(t)::value * kSliceChannels, byte(lo, t));
-      _mm256_store_ps(out + decltype(t)::value * kSliceChannels + 8, byte(hi, t));
+      constexpr int kT = decltype(t)::value;
+      _mm256_store_ps(out + kT * kSliceChannels, byte_as_float<kT>(lo));
+      _mm256_store_ps(out + kT * kSliceChannels + 8, byte_as_float<kT>(hi));
     };
     store(std::integral_constant<int, 0>());
     store(std::integral_constant<int, 1>());
@@ -67,24 +72,72 @@ void convert_slice(const int8_t* w, int64_t g0, int64_t g1, float* out) {
   }
 }
 
+// For up to kDirectRows rows of x: acc[i][0..16) (row stride kVnniPanel) += x rows . groups [g0, g1) of
+// the slice at w, converted in registers and used at once (through a buffer, the conversion's
+// stores and reloads cost more than they save at this size). For one or two rows, 4 / MR
+// accumulators per register (k % (4 / MR) picks one) keep 8 FMA chains.
+template <int MR>
+__attribute__((noinline)) void convert_fma_tile(const float* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1,
+                                                bool first, float* acc) {
+  static_assert(MR <= kDirectRows, "a tile of few rows");
+  constexpr int A = MR <= 2 ? 4 / MR : 1;
+  __m256 c[A][MR][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) {
+      c[0][i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + i * kVnniPanel + 8 * j);
+#pragma GCC unroll 4
+      for (int a = 1; a < A; ++a) c[a][i][j] = _mm256_setzero_ps();
+    }
+  for (int64_t g = g0; g < g1; ++g) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + g * kGroupBytes) + kPrefetchBytes, _MM_HINT_T0);
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes + 32));
+    auto step = [&](auto t) {
+      constexpr int kT = decltype(t)::value;
+      const __m256 w0 = byte_as_float<kT>(lo), w1 = byte_as_float<kT>(hi);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const __m256 xv = _mm256_broadcast_ss(x + i * ldx + 4 * g + kT);
+        c[kT % A][i][0] = _mm256_fmadd_ps(xv, w0, c[kT % A][i][0]);
+        c[kT % A][i][1] = _mm256_fmadd_ps(xv, w1, c[kT % A][i][1]);
+      }
+    };
+    step(std::integral_constant<int, 0>());
+    step(std::integral_constant<int, 1>());
+    step(std::integral_constant<int, 2>());
+    step(std::integral_constant<int, 3>());
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) {
+      __m256 sum = c[0][i][j];
+#pragma GCC unroll 4
+      for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, c[a][i][j]);
+      _mm256_storeu_ps(acc + i * kVnniPanel + 8 * j, sum);
+    }
+}
+
 // acc[i][0..16) (row stride kVnniPanel) += x rows [.., ks) . slice; `first` starts from zero.
-// A rows (k even and odd, for few rows) keep enough independent FMA chains to hide the FMA's
-// latency. Not inlined, for the reason madd_tile is not (int8_gemm_madd_kernel.h); the loops
+// For few rows, A accumulators per register (k % A picks one) keep enough independent FMA chains
+// to hide the FMA's latency. Not inlined, for the reason madd_tile is not (int8_gemm_madd_kernel.h); the loops
 // over registers are unrolled so that the accumulators stay in registers.
 template <int MR>
 __attribute__((noinline)) void fma_tile(const float* x, int64_t ldx, const float* slice, int64_t ks, bool first,
                                         float* acc) {
-  constexpr int A = MR <= 2 ? 2 : 1;  // k % A picks the chain
+  constexpr int A = MR == 1 ? 4 : MR == 2 ? 2 : 1;  // k % A picks the chain
   __m256 c[A][MR][2];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
     for (int j = 0; j < 2; ++j) {
       c[0][i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + i * kVnniPanel + 8 * j);
-      if constexpr (A == 2) c[A - 1][i][j] = _mm256_setzero_ps();
+      for (int a = 1; a < A; ++a) c[a][i][j] = _mm256_setzero_ps();
     }
   for (int64_t t = 0; t < ks; t += A) {  // ks is a multiple of 4
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) {
       const float* w = slice + (t + a) * kSliceChannels;
       const __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
@@ -99,8 +152,11 @@ __attribute__((noinline)) void fma_tile(const float* x, int64_t ldx, const float
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
-    for (int j = 0; j < 2; ++j)
-      _mm256_storeu_ps(acc + i * kVnniPanel + 8 * j, A == 2 ? _mm256_add_ps(c[0][i][j], c[A - 1][i][j]) : c[0][i][j]);
+    for (int j = 0; j < 2; ++j) {
+      __m256 sum = c[0][i][j];
+      for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, c[a][i][j]);
+      _mm256_storeu_ps(acc + i * kVnniPanel + 8 * j, sum);
+    }
 }
 
 template <class T>
@@ -111,8 +167,8 @@ void weight_only_packed(const WeightOnlyArgs& a) {
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel =
       std::max<int64_t>(kMaxRows, kRowPanelBytes / (4 * 4 * kBlockGroups) / kMaxRows * kMaxRows);
-  // At least ~256K multiply-adds per thread before splitting pays.
-  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  // At least ~64K weights per thread before splitting pays (the conversion is per weight).
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, kp * kVnniPanel));
   parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
     std::vector<float> acc(size_t(std::min(a.m, row_panel)) * kVnniPanel);
     FloatRows slice(static_cast<float*>(std::aligned_alloc(64, 4 * kBlockGroups * kSliceChannels * sizeof(float))));
@@ -126,6 +182,13 @@ void weight_only_packed(const WeightOnlyArgs& a) {
         for (int64_t g = 0; g == 0 || g < groups; g += kBlockGroups) {  // once for K = 0: zero sums
           const int64_t g_end = std::min(groups, g + kBlockGroups);
           for (int s = 0; s < slices; ++s) {
+            if (a.m <= kDirectRows) {
+              with_rows<kDirectRows>(int(a.m), [&](auto rows) {
+                convert_fma_tile<rows>(x.get(), ldx, panel + s * kSliceChannels * 4, g, g_end, g == 0,
+                                       acc.data() + s * kSliceChannels);
+              });
+              continue;
+            }
             convert_slice(panel + s * kSliceChannels * 4, g, g_end, slice.get());
             for (int64_t r = m0; r < m1; r += kMaxRows)
               with_rows<kMaxRows>(int(std::min<int64_t>(kMaxRows, m1 - r)), [&](auto rows) {

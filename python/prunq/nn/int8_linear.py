@@ -19,9 +19,13 @@ from torch import nn
 
 from .. import ops
 from ..formats.int8 import quantize_weight, vnni_pack, weight_only_pack
+from ..ops import _eager
+from ..ops.int8_gemm import direct_linear
 
 MODES = ("dynamic", "weight_only")
 ACTIVATIONS = ("none", "gelu")
+# What an eager CPU call straight into prunq._C is bound to (see _bind_direct).
+_DIRECT_STATE = frozenset({"w_q", "w_packed", "w_colsum", "w_scale", "bias", "x_channel_scale", "activation", "mode"})
 
 
 def smoothing_factors(input_absmax: torch.Tensor, w: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -59,7 +63,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("w_packed", None, persistent=False)
         self.register_buffer("w_colsum", None, persistent=False)
         self._repack()
-        self.register_load_state_dict_post_hook(lambda module, _: module._repack())
+        self.register_load_state_dict_post_hook(Int8Linear._repack_after_load)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str = "dynamic", input_absmax: torch.Tensor | None = None,
@@ -90,11 +94,32 @@ class Int8Linear(nn.Module):
                 "bias": self.bias is not None, "mode": self.mode, "activation": self.activation,
                 "smooth": self.x_channel_scale is not None}
 
+    @staticmethod
+    def _repack_after_load(module, incompatible_keys) -> None:  # a named function: modules stay picklable
+        module._repack()
+
     def _repack(self) -> None:
         if self.mode == "dynamic":
             self.w_packed, self.w_colsum = vnni_pack(self.w_q)
         else:
             self.w_packed, self.w_colsum = weight_only_pack(self.w_q), None
+
+    def _bind_direct(self):
+        """Eager CPU calls skip torch.ops through a function holding these very tensors (see
+        prunq.ops.int8_gemm.direct_linear), made on the first call after anything it holds was
+        assigned (__setattr__); copies and pickles make their own."""
+        direct = self.__dict__["_direct"] = direct_linear(
+            self.w_q, self.w_packed, self.w_colsum, self.w_scale, self.bias, self.activation, self.x_channel_scale,
+            self.mode == "weight_only")
+        return direct
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in _DIRECT_STATE:
+            self.__dict__.pop("_direct", None)
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_direct"}
 
     def _apply(self, fn, recurse=True):
         # Scales and bias stay fp32 when the model is cast (model.half() or .to(bfloat16)); the
@@ -109,6 +134,13 @@ class Int8Linear(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _eager.direct(x):
+            direct = self.__dict__.get("_direct", False)
+            if direct is False:
+                direct = self._bind_direct()
+            y = None if direct is None else direct(x)
+            if y is not None:
+                return y
         if self.mode == "weight_only":
             return ops.int8_weight_only_linear_prepacked(x, self.w_q, self.w_packed, self.w_scale, self.bias)
         return ops.int8_dynamic_linear_prepacked(x, self.w_q, self.w_packed, self.w_colsum, self.w_scale, self.bias,

@@ -12,13 +12,55 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops import _eager
+from ..ops.layernorm import check_direct, run_direct
+
+
+class _DirectNorm(nn.Module):
+    """Checks weight and bias once for eager CPU calls that skip torch.ops
+    (prunq.ops.layernorm.check_direct). Assigning either, or moving or casting the module, checks
+    them again on the next call, and so does a new data pointer under either (`.data =`); a call
+    the short road does not take goes through the op."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in ("weight", "bias"):
+            self.__dict__.pop("_direct", None)
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_direct", None)
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_direct"}
+
+    def _run_direct(self, x, residual, eps, rms):
+        """(out, sum) from prunq._C, or None where the call must take the op."""
+        if not _eager.direct(x):
+            return None
+        bound = self.__dict__.get("_direct")
+        if bound is None:
+            weight, bias = self.weight, getattr(self, "bias", None)
+            checked = check_direct(weight, bias)
+            if checked is None:
+                return None
+            bound = self.__dict__["_direct"] = (weight, bias, self._pointers(weight, bias), checked)
+        weight, bias, pointers, checked = bound
+        if self._pointers(weight, bias) != pointers:  # `.data =` put new memory under a parameter
+            self.__dict__.pop("_direct")
+            return None
+        return run_direct(x, residual, *pointers, checked, eps, rms)
+
+    @staticmethod
+    def _pointers(weight, bias):
+        return 0 if weight is None else weight.data_ptr(), 0 if bias is None else bias.data_ptr()
 
 
 def _copy_param(param: torch.Tensor | None) -> nn.Parameter | None:
     return None if param is None else nn.Parameter(param.detach().clone(), requires_grad=param.requires_grad)
 
 
-class AddLayerNorm(nn.Module):
+class AddLayerNorm(_DirectNorm):
     """sum = x + residual; out = LayerNorm(sum) over the last dimension. forward -> (out, sum)."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-5, elementwise_affine: bool = True,
@@ -43,14 +85,15 @@ class AddLayerNorm(nn.Module):
         return fused
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return ops.add_layer_norm(x, residual, self.weight, self.bias, self.eps)
+        result = self._run_direct(x, residual, self.eps, False)
+        return ops.add_layer_norm(x, residual, self.weight, self.bias, self.eps) if result is None else result
 
     def extra_repr(self) -> str:
         return (f"{self.hidden_size}, eps={self.eps}, elementwise_affine={self.weight is not None}, "
                 f"bias={self.bias is not None}")
 
 
-class AddRMSNorm(nn.Module):
+class AddRMSNorm(_DirectNorm):
     """sum = x + residual; out = RMSNorm(sum) over the last dimension. forward -> (out, sum).
 
     eps=None means torch.finfo(x.dtype).eps, as in nn.RMSNorm."""
@@ -84,7 +127,8 @@ class AddRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
-        return ops.add_rms_norm(x, residual, self.weight, eps)
+        result = self._run_direct(x, residual, eps, True)
+        return ops.add_rms_norm(x, residual, self.weight, eps) if result is None else result
 
     def extra_repr(self) -> str:
         return f"{self.hidden_size}, eps={self.eps}, elementwise_affine={self.weight is not None}"

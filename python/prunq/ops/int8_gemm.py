@@ -44,6 +44,7 @@ import torch
 from .. import _native
 from .._backend import forced_backend, triton_usable
 from ..formats.int8 import vnni_pack
+from . import _eager
 from ._library import compiling_for_triton, define_triton_op, lib
 
 lib.define("quantize_per_token(Tensor x) -> (Tensor, Tensor)")
@@ -415,10 +416,8 @@ def _cpu_dynamic_linear(x, w_q, w_packed, w_colsum, w_scale, bias, activation, x
     n, k = w_q.shape
     cs = None if x_channel_scale is None else _native.native_tensor(x_channel_scale, "x_channel_scale", torch.float32,
                                                                     x.device)
-    x_scale = torch.empty(x2.shape[0], dtype=torch.float32)
     out = _native.empty_output((x2.shape[0], n), x.dtype, x.device)
-    _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), _native.address(cs), x_scale.data_ptr(),
-                                w.data_ptr(),
+    _native.C.int8_dynamic_gemm(x2.data_ptr(), _native.dtype_code(x.dtype), _native.address(cs), 0, w.data_ptr(),
                                 _native.address(colsum), ws.data_ptr(), _native.address(b), out.data_ptr(),
                                 _native.dtype_code(x.dtype), x2.shape[0], n, k, torch.get_num_threads(),
                                 ACTIVATIONS[activation])
@@ -463,6 +462,54 @@ def _weight_only_prepacked(x, w_q, w_packed, w_scale, bias):
         if w_packed.numel() > 0 and _native.C.weight_only_packed_available(_native.dtype_code(x.dtype)):
             return _native_weight_only(x, w_q, w_scale, bias, w_packed)
     return _weight_only(x, w_q, w_scale, bias)
+
+
+def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_channel_scale=None,
+                  weight_only=False):
+    """For a module whose weights stay put between calls (prunq.nn.Int8Linear): a function of x
+    that runs int8_dynamic_linear_prepacked (or, weight_only, int8_weight_only_linear_prepacked)
+    on prunq._C for an eager call (see _eager), returning None where x must take the op instead
+    or where new memory was put under a weight (`.data =`) since; or None where the weights are
+    not plain CPU tensors."""
+    required = (w_q, w_packed, w_scale) + (() if weight_only else (w_colsum,))
+    optional = (bias, x_channel_scale)
+    if (_native.C is None or not all(_eager.plain_cpu(t) for t in required)
+            or not all(t is None or (_eager.plain_cpu(t) and t.dtype == torch.float32) for t in optional)):
+        return None
+    n, k = w_q.shape
+    if k == 0 or k > MAX_K:
+        return None
+    C, codes, act = _native.C, _eager.DTYPE_CODES, ACTIVATIONS[activation]
+    colsum = w_packed if weight_only else w_colsum  # weight-only has no sums: w_packed stands in
+
+    def pointers():
+        return (w_q.data_ptr(), w_packed.data_ptr(), colsum.data_ptr(), w_scale.data_ptr(),
+                0 if bias is None else bias.data_ptr(), 0 if x_channel_scale is None else x_channel_scale.data_ptr())
+    bound = pointers()
+
+    def run(x):
+        code = codes.get(x.dtype)
+        if code is None or not x.shape or x.shape[-1] != k or not x.is_contiguous():
+            return None
+        ptrs = pointers()
+        if ptrs != bound:
+            return None
+        w_q_ptr, w_packed_ptr, colsum_ptr, w_scale_ptr, bias_ptr, channel_scale_ptr = ptrs
+        out = _eager.empty_output((*x.shape[:-1], n), x.dtype)
+        if weight_only:
+            if w_packed.numel() > 0 and C.weight_only_packed_available(code):
+                C.int8_weight_only_gemm_packed(x.data_ptr(), code, w_packed_ptr, w_scale_ptr, bias_ptr, out.data_ptr(),
+                                               x.numel() // k, n, k, torch.get_num_threads())
+            else:
+                C.int8_weight_only_gemm(x.data_ptr(), code, w_q_ptr, w_scale_ptr, bias_ptr, out.data_ptr(),
+                                        x.numel() // k, n, k, torch.get_num_threads())
+        else:
+            packed = w_packed.numel() > 0 and C.packed_gemm_available()
+            C.int8_dynamic_gemm(x.data_ptr(), code, channel_scale_ptr, 0, w_packed_ptr if packed else w_q_ptr,
+                                colsum_ptr if packed else 0, w_scale_ptr, bias_ptr, out.data_ptr(), code,
+                                x.numel() // k, n, k, torch.get_num_threads(), act)
+        return out
+    return run
 
 
 _quantize_triton = define_triton_op("quantize_per_token_triton", _triton_quantize)

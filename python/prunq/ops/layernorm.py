@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .. import _native
 from .._backend import forced_backend, triton_usable
+from . import _eager
 from ._library import compiling_for_triton, define_triton_op, lib
 
 lib.define(
@@ -175,6 +176,56 @@ def _run(x, residual, weight, bias, eps, rms):
 _add_norm_triton = define_triton_op("add_norm_triton", _triton)
 
 
+def check_direct(weight, bias):
+    """(dtype, hidden) of weight and bias for eager calls that skip torch.ops (see _eager), each
+    None where both parameters are None; or None where the kernel does not take them as they are
+    (they must be contiguous CPU tensors of one shape [hidden] and one float dtype)."""
+    param_dtype = hidden = None
+    for param in (weight, bias):
+        if param is None:
+            continue
+        if (type(param) not in _eager.PLAIN or not param.is_cpu or not param.is_contiguous() or param.dim() != 1
+                or (hidden is not None and param.shape[0] != hidden) or param.dtype not in _eager.DTYPE_CODES
+                or (param_dtype is not None and param.dtype != param_dtype)):
+            return None
+        param_dtype, hidden = param.dtype, param.shape[0]
+    return param_dtype, hidden
+
+
+def run_direct(x, residual, weight_ptr, bias_ptr, checked, eps, rms):
+    """The kernel on x and residual with parameters that passed check_direct (`checked`; 0 for an
+    absent one's pointer), or None where the call must take torch.ops: x and residual not
+    contiguous CPU tensors of one float dtype and shape that match the parameters."""
+    param_dtype, hidden = checked
+    dtype, shape = x.dtype, x.shape
+    code = _eager.DTYPE_CODES.get(dtype)
+    if (code is None or type(residual) not in _eager.PLAIN or residual.shape != shape or residual.dtype != dtype
+            or not residual.is_cpu or not shape or not x.is_contiguous() or not residual.is_contiguous()
+            or not shape[-1] or (hidden is not None and shape[-1] != hidden)):
+        return None
+    if param_dtype is None or param_dtype == dtype:
+        param_code = code
+    elif param_dtype == torch.float32:
+        param_code = 0
+    else:
+        return None
+    if x.numel() * x.element_size() < _native.HUGE_PAGE_OUTPUT_BYTES:
+        out, total = torch.empty_like(x), torch.empty_like(x)
+    else:
+        out, total = _native.empty_output(shape, dtype, x.device), _native.empty_output(shape, dtype, x.device)
+    _native.C.add_norm(x.data_ptr(), residual.data_ptr(), weight_ptr, bias_ptr, out.data_ptr(), total.data_ptr(),
+                       x.numel() // shape[-1], shape[-1], eps, code, param_code, rms, torch.get_num_threads())
+    return out, total
+
+
+def _direct(x, residual, weight, bias, eps, rms):
+    checked = check_direct(weight, bias)
+    if checked is None:
+        return None
+    return run_direct(x, residual, 0 if weight is None else weight.data_ptr(), 0 if bias is None else bias.data_ptr(),
+                      checked, eps, rms)
+
+
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("add_layer_norm", lambda x, r, w, b, eps: _run(x, r, w, b, eps, False), _key)
     lib.impl("add_rms_norm", lambda x, r, w, eps: _run(x, r, w, None, eps, True), _key)
@@ -191,6 +242,10 @@ def add_layer_norm(
     eps: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum = x + residual; out = LayerNorm(sum) over the last dimension. Returns (out, sum)."""
+    if _eager.direct(x):
+        result = _direct(x, residual, weight, bias, eps, False)
+        if result is not None:
+            return result
     if compiling_for_triton(x, _route):
         _check(x, residual, weight, bias)
         return _add_norm_triton(x, residual, weight, bias, eps, False)
@@ -204,6 +259,10 @@ def add_rms_norm(
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sum = x + residual; out = RMSNorm(sum) over the last dimension. Returns (out, sum)."""
+    if _eager.direct(x):
+        result = _direct(x, residual, weight, None, eps, True)
+        if result is not None:
+            return result
     if compiling_for_triton(x, _route):
         _check(x, residual, weight, None)
         return _add_norm_triton(x, residual, weight, None, eps, True)
