@@ -11,6 +11,7 @@
 // namespace and a `Madd` struct in it:
 //   using Reg;  static constexpr int kChannels;        channels per register (2 int32 lanes each)
 //   static constexpr int kRows, kRegs;                 register tile: rows of x x registers of w
+//   static constexpr int kRegsOneRow;                  registers of w in a tile of one row
 //   static Reg zero();
 //   static Reg load_w(const int8_t* p);                kChannels x 4 bytes, widened to int16
 //   static Reg broadcast_x(const int16_t* p);          4 int16, repeated
@@ -33,9 +34,10 @@ constexpr int64_t kMaddBlockGroups = 128;
 // Rows of x (as int16) kept in L2 while the thread's panels stream past them.
 constexpr int64_t kMaddRowPanelBytes = 512 << 10;
 
-// How far ahead of the group being multiplied a tile asks for its bytes of w (16 groups). Panels
-// follow each other in memory, so near a block's end this reaches into the next block or panel,
-// and past the last one beyond w, which a prefetch may do.
+// How far ahead of the group being multiplied the first tile of a panel asks for the group's four
+// lines of w (16 groups), so that the panel streams in order while the later tiles find it in
+// cache. Panels follow each other in memory, so near a block's end this reaches into the next
+// block or panel, and past the last one beyond w, which a prefetch may do.
 constexpr int64_t kMaddPrefetchBytes = 4096;
 
 using Int16Rows = std::unique_ptr<int16_t[], FreeDeleter>;
@@ -54,18 +56,22 @@ inline Int16Rows widened_rows(const int8_t* x, int64_t m, int64_t k, int64_t kp,
   return rows;
 }
 
-// Adds groups [g0, g1) of an MR x kRegs tile into `acc` (row stride kPanelLanes, at the lanes of
-// the tile's first register); `first` starts from zero instead. Not inlined: inlined into the
+// Adds groups [g0, g1) of an MR x NR tile into `acc` (row stride kPanelLanes, at the lanes of
+// the tile's first register); `first` starts from zero instead; `prefetch`: the tile is its panel's
+// first, which asks for w ahead. Not inlined: inlined into the
 // driver, GCC 12 stored an accumulator to the stack on every group.
-template <int MR>
-__attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1, bool first, int32_t* acc) {
-  constexpr int NR = Madd::kRegs, kLanes = 2 * Madd::kChannels;
+template <int MR, int NR>
+__attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1,
+                                         bool first, bool prefetch, int32_t* acc) {
+  constexpr int kLanes = 2 * Madd::kChannels;
   typename Madd::Reg c[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) c[i][j] = first ? Madd::zero() : Madd::load(acc + i * kPanelLanes + j * kLanes);
   for (int64_t g = g0; g < g1; ++g) {
     const int8_t* wg = w + g * kVnniPanel * 4;
-    _mm_prefetch(reinterpret_cast<const char*>(wg) + kMaddPrefetchBytes, _MM_HINT_T0);
+    if (prefetch)
+      for (int line = 0; line < 4; ++line)
+        _mm_prefetch(reinterpret_cast<const char*>(wg) + kMaddPrefetchBytes + 64 * line, _MM_HINT_T0);
     typename Madd::Reg wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = Madd::load_w(wg + j * Madd::kChannels * 4);
     for (int i = 0; i < MR; ++i) {
@@ -100,8 +106,8 @@ void madd_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, cons
 template <class O>
 void madd_gemm_typed(const Int8GemmArgs& a) {
   constexpr int MR = Madd::kRows;
-  constexpr int kTileChannels = Madd::kRegs * Madd::kChannels;
-  static_assert(kVnniPanel % kTileChannels == 0, "a panel must split into whole tiles");
+  static_assert(kVnniPanel % (Madd::kRegs * Madd::kChannels) == 0 &&
+                kVnniPanel % (Madd::kRegsOneRow * Madd::kChannels) == 0, "a panel must split into whole tiles");
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = kp + 32;  // a row one cache line past a multiple of 64 bytes: rows in different L1 sets
   const Int16Rows x = widened_rows(a.x, a.m, a.k, kp, ldx, a.num_threads);
@@ -116,14 +122,16 @@ void madd_gemm_typed(const Int8GemmArgs& a) {
       for (int64_t p = p_begin; p < p_end; ++p) {
         const int8_t* panel = a.w + p * kVnniPanel * kp;
         const int64_t used = std::min<int64_t>(kVnniPanel, a.n - p * kVnniPanel);
-        const int tiles = int((used + kTileChannels - 1) / kTileChannels);
         for (int64_t g = 0; g == 0 || g < groups; g += kMaddBlockGroups) {  // once for K = 0: zero sums
           const int64_t g_end = std::min(groups, g + kMaddBlockGroups);
           for (int64_t r = m0; r < m1; r += MR)
             with_rows<MR>(int(std::min<int64_t>(MR, m1 - r)), [&](auto rows) {
-              for (int s = 0; s < tiles; ++s)
-                madd_tile<rows>(x.get() + r * ldx, ldx, panel + s * kTileChannels * 4, g, g_end, g == 0,
-                                acc.data() + (r - m0) * kPanelLanes + s * 2 * kTileChannels);
+              // A row alone gets wider tiles: more independent accumulators, whole lines of w.
+              constexpr int NR = decltype(rows)::value == 1 ? Madd::kRegsOneRow : Madd::kRegs;
+              constexpr int kTileChannels = NR * Madd::kChannels;
+              for (int64_t c = 0; c < used; c += kTileChannels)
+                madd_tile<rows, NR>(x.get() + r * ldx, ldx, panel + c * 4, g, g_end, g == 0, r == m0 && c == 0,
+                                    acc.data() + (r - m0) * kPanelLanes + 2 * c);
             });
         }
         madd_epilogue<O>(acc.data(), m0, m1 - m0, p, a);

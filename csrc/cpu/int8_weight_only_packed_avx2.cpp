@@ -18,8 +18,9 @@ namespace {
 
 constexpr int kSliceChannels = 16;
 constexpr int64_t kGroupBytes = kVnniPanel * 4;
-// How far ahead of the group being converted its slice's line of w is asked for (16 groups); past
-// the end of w at the very last groups, which a prefetch may do.
+// How far ahead of the group being converted the first slice of a panel asks for the group's four
+// lines of w (16 groups), so that the panel streams in order and the later slices find it in
+// cache; past the end of w at the very last groups, which a prefetch may do.
 constexpr int64_t kPrefetchBytes = 4096;
 // 64 groups: a converted block of 16 channels is 16 KB of fp32.
 constexpr int64_t kBlockGroups = 64;
@@ -46,6 +47,11 @@ FloatRows float_rows(const T* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, 
   return rows;
 }
 
+// Asks for the four lines of the group kPrefetchBytes after the one at p.
+inline void prefetch_group(const int8_t* p) {
+  for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64 * line, _MM_HINT_T0);
+}
+
 // Byte t of each 32-bit lane of v as fp32: brought to the low byte with its sign by a left then an
 // arithmetic right shift.
 template <int t>
@@ -55,9 +61,9 @@ inline __m256 byte_as_float(__m256i v) {
 
 // Groups [g0, g1) of 16 channels of a panel (`w` points at the slice's first byte of group 0) as
 // fp32: out[(g - g0) * 4 + t][c] = w[channel c, k 4g + t].
-void convert_slice(const int8_t* w, int64_t g0, int64_t g1, float* out) {
+void convert_slice(const int8_t* w, int64_t g0, int64_t g1, bool prefetch, float* out) {
   for (int64_t g = g0; g < g1; ++g, out += 4 * kSliceChannels) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + g * kGroupBytes) + kPrefetchBytes, _MM_HINT_T0);
+    if (prefetch) prefetch_group(w + g * kGroupBytes);
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes));
     const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes + 32));
     auto store = [&](auto t) {
@@ -78,7 +84,7 @@ void convert_slice(const int8_t* w, int64_t g0, int64_t g1, float* out) {
 // accumulators per register (k % (4 / MR) picks one) keep 8 FMA chains.
 template <int MR>
 __attribute__((noinline)) void convert_fma_tile(const float* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1,
-                                                bool first, float* acc) {
+                                                bool first, bool prefetch, float* acc) {
   static_assert(MR <= kDirectRows, "a tile of few rows");
   constexpr int A = MR <= 2 ? 4 / MR : 1;
   __m256 c[A][MR][2];
@@ -91,7 +97,7 @@ __attribute__((noinline)) void convert_fma_tile(const float* x, int64_t ldx, con
       for (int a = 1; a < A; ++a) c[a][i][j] = _mm256_setzero_ps();
     }
   for (int64_t g = g0; g < g1; ++g) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + g * kGroupBytes) + kPrefetchBytes, _MM_HINT_T0);
+    if (prefetch) prefetch_group(w + g * kGroupBytes);
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes));
     const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * kGroupBytes + 32));
     auto step = [&](auto t) {
@@ -184,12 +190,12 @@ void weight_only_packed(const WeightOnlyArgs& a) {
           for (int s = 0; s < slices; ++s) {
             if (a.m <= kDirectRows) {
               with_rows<kDirectRows>(int(a.m), [&](auto rows) {
-                convert_fma_tile<rows>(x.get(), ldx, panel + s * kSliceChannels * 4, g, g_end, g == 0,
+                convert_fma_tile<rows>(x.get(), ldx, panel + s * kSliceChannels * 4, g, g_end, g == 0, s == 0,
                                        acc.data() + s * kSliceChannels);
               });
               continue;
             }
-            convert_slice(panel + s * kSliceChannels * 4, g, g_end, slice.get());
+            convert_slice(panel + s * kSliceChannels * 4, g, g_end, s == 0, slice.get());
             for (int64_t r = m0; r < m1; r += kMaxRows)
               with_rows<kMaxRows>(int(std::min<int64_t>(kMaxRows, m1 - r)), [&](auto rows) {
                 fma_tile<rows>(x.get() + r * ldx + 4 * g, ldx, slice.get(), 4 * (g_end - g), g == 0,
