@@ -40,6 +40,10 @@ def test_compress_on_the_real_minilm(tmp_path, capsys):
     assert rows["fp32"]["cosine_mean"] == pytest.approx(1.0) and rows["fp32"]["neighbour_agreement"] == 1.0
     assert rows["int8+emb8"]["cosine_mean"] > 0.99
     assert rows["int8+emb8"]["size_bytes"] < 0.3 * rows["fp32"]["size_bytes"]
+    assert report["query"]["tokens"] < 32 and report["query"]["text"] in table
+    for row in rows.values():
+        assert row["query_latency_s"] > 0 and row["query_speedup_vs_quantize_dynamic"] > 0
+    assert rows["fp32"]["query_speedup_vs_fp32"] == 1.0
     assert (tmp_path / "report.png").stat().st_size > 0
 
     from prunq.evaluate import model as hf

@@ -65,7 +65,9 @@ __attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const in
                                          bool first, bool prefetch, int32_t* acc) {
   constexpr int kLanes = 2 * Madd::kChannels;
   typename Madd::Reg c[MR][NR];
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) c[i][j] = first ? Madd::zero() : Madd::load(acc + i * kPanelLanes + j * kLanes);
   for (int64_t g = g0; g < g1; ++g) {
     const int8_t* wg = w + g * kVnniPanel * 4;
@@ -73,13 +75,18 @@ __attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const in
       for (int line = 0; line < 4; ++line)
         _mm_prefetch(reinterpret_cast<const char*>(wg) + kMaddPrefetchBytes + 64 * line, _MM_HINT_T0);
     typename Madd::Reg wv[NR];
+#pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) wv[j] = Madd::load_w(wg + j * Madd::kChannels * 4);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const typename Madd::Reg xv = Madd::broadcast_x(x + i * ldx + 4 * g);
+#pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) c[i][j] = Madd::madd(c[i][j], xv, wv[j]);
     }
   }
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) Madd::store(acc + i * kPanelLanes + j * kLanes, c[i][j]);
 }
 

@@ -20,6 +20,14 @@ from .report import write_chart, write_json, print_table
 DEFAULT_RECIPES = ("int8", "int8+emb8", "int8-weight-only", "lowrank:0.5", "lowrank:0.5+int8")
 FLOAT, BASELINE = "fp32", "quantize_dynamic"
 EVALUATE, CALIBRATE = 512, 128  # corpus sentences for fidelity, and held-out ones for calibration
+# The query case (a search service embedding one query) is timed over more runs: each takes
+# milliseconds, and one short call shows the machine's noise more.
+QUERY_RUNS_PER_RUN = 5
+
+
+def query_sentence(sentences: list[str]) -> str:
+    """The shortest of the sentences (the first of the shortest): a real, short query."""
+    return min(sentences, key=lambda sentence: (len(sentence.split()), len(sentence)))
 
 
 def _quantize_dynamic(model: torch.nn.Module) -> torch.nn.Module:
@@ -46,6 +54,8 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
     eval_batches = [hf.tokenize(tokenizer, evaluate[i:i + batch_size], device) for i in range(0, len(evaluate), batch_size)]
     calibration = [hf.tokenize(tokenizer, calibrate[i:i + batch_size], device) for i in range(0, len(calibrate), batch_size)]
     timed_batch = hf.tokenize(tokenizer, (evaluate * 2)[:batch_size], device, tokens, pad_to_max=True)
+    query = query_sentence(evaluate)
+    query_batch = hf.tokenize(tokenizer, [query], device)
     reference = hf.embed(float_model, eval_batches, pooling)
 
     models = {FLOAT: float_model}
@@ -64,13 +74,21 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
     quality = {name: fidelity(reference, hf.embed(model, eval_batches, pooling)) for name, model in models.items()}
     log(f"timing batch {batch_size} x {tokens} tokens, median of {runs} runs, {torch.get_num_threads()} threads")
     latency = median_latencies(models, timed_batch, runs, device)
+    query_runs = QUERY_RUNS_PER_RUN * runs
+    log(f"timing one query of {query_batch['input_ids'].shape[1]} tokens, median of {query_runs} runs")
+    query_latency = median_latencies(models, query_batch, query_runs, device)
 
     report = {
         "model": model_name, "model_dir": str(model_dir), "device": device, "threads": torch.get_num_threads(),
         "batch": [batch_size, tokens], "runs": runs, "sentences": len(evaluate),
+        "query": {"text": query, "tokens": int(query_batch["input_ids"].shape[1]), "runs": query_runs},
         "rows": [{"name": name, "size_bytes": sizes[name], "latency_s": latency[name],
                   "speedup_vs_fp32": latency[FLOAT] / latency[name],
                   "speedup_vs_quantize_dynamic": latency[BASELINE] / latency[name] if BASELINE in latency else None,
+                  "query_latency_s": query_latency[name],
+                  "query_speedup_vs_fp32": query_latency[FLOAT] / query_latency[name],
+                  "query_speedup_vs_quantize_dynamic":
+                      query_latency[BASELINE] / query_latency[name] if BASELINE in query_latency else None,
                   **quality[name]} for name in models],
     }
     print_table(report)
