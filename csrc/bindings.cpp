@@ -160,6 +160,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_avx512_vnni_enabled", &set_avx512_vnni_enabled,
+        "False: run the kernels as on an AVX-512 CPU without VNNI; True: as the CPU is", py::arg("enabled"));
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); },
         "Select the CPU path: portable, avx2 or avx512 (at most what the CPU supports)");
 }

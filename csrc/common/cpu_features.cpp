@@ -18,7 +18,13 @@ bool has_avx512() {
 }
 }  // namespace
 
-bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
+namespace {
+std::atomic<bool> vnni_masked{false};
+}  // namespace
+
+bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni") && !vnni_masked.load(); }
+
+void set_avx512_vnni_enabled(bool enabled) { vnni_masked.store(!enabled); }
 bool has_avx512_bf16() { return has_avx512() && __builtin_cpu_supports("avx512bf16"); }
 #else
 namespace {
@@ -28,6 +34,7 @@ bool has_avx512() { return false; }
 
 bool has_avx512_vnni() { return false; }
 bool has_avx512_bf16() { return false; }
+void set_avx512_vnni_enabled(bool) {}
 #endif
 
 namespace {

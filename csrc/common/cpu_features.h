@@ -12,6 +12,9 @@ enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2 };
 std::vector<std::string> cpu_features();
 Isa best_isa();
 bool has_avx512_vnni();
+// false: the kernels act as on a CPU without AVX-512 VNNI (as Intel Skylake-SP), so that those
+// paths run and are measured on any AVX-512 machine; true: back to what the CPU has.
+void set_avx512_vnni_enabled(bool enabled);
 bool has_avx512_bf16();
 Isa active_isa();
 // Selects `isa`; throws std::invalid_argument when the CPU lacks it.

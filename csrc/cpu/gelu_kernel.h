@@ -2,6 +2,7 @@
 // instruction set's vec header (which must provide fma, clamp and /), with PRUNQ_ISA naming its
 // namespace.
 #include <cmath>
+#include <initializer_list>
 
 #include "int8_gemm.h"
 

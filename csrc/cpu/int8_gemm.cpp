@@ -45,7 +45,8 @@ void int8_gemm_portable(const Int8GemmArgs& a) { portable::int8_gemm(a); }
 void int8_weight_only_gemm_portable(const WeightOnlyArgs& a) { portable::int8_weight_only_gemm(a); }
 
 // The AVX-512 translation unit of this family is built with VNNI (vpdpbusd); CPUs with AVX-512
-// but without VNNI take the AVX2 path for the whole family.
+// but without VNNI take the AVX2 path for the family, except for the GEMM on a packed w, which has
+// a 512-bit build of the AVX2 kernel (int8_gemm_madd_avx512bw).
 static Isa family_isa() {
   const Isa isa = active_isa();
   return isa == Isa::avx512 && !has_avx512_vnni() ? Isa::avx2 : isa;
@@ -98,6 +99,9 @@ void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32
 void int8_gemm(const Int8GemmArgs& a) {
   if (a.w_colsum && !packed_gemm_available())
     throw std::invalid_argument("int8_gemm: a packed weight needs the AVX2 or AVX-512 VNNI path");
+#if PRUNQ_X86
+  if (a.w_colsum && active_isa() == Isa::avx512 && !has_avx512_vnni()) return int8_gemm_madd_avx512bw(a);
+#endif
   run_for(family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2), PRUNQ_X86_ONLY(int8_gemm_avx512));
 }
 

@@ -85,6 +85,8 @@ void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_s
 void int8_weight_only_gemm_avx512bf16(const WeightOnlyArgs& args);
 void int8_weight_only_packed_avx512bf16(const WeightOnlyArgs& args);
 void int8_weight_only_packed_avx2(const WeightOnlyArgs& args);
+// int8_gemm on a packed w for AVX-512 without VNNI; needs the avx512 path.
+void int8_gemm_madd_avx512bw(const Int8GemmArgs& args);
 
 #define PRUNQ_DECLARE_INT8_GEMM(isa)                           \
   void quantize_per_token_##isa(const QuantizeArgs& args);     \
