@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_features.h"
+#include "cpu/ceilings.h"
 #include "cpu/int8_gemm.h"
 #include "cpu/layernorm.h"
 
@@ -143,6 +144,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("weight_only_packed_available", [](int dtype) {
     return cpu::weight_only_packed_available(dtype_from_code(dtype, "dtype"));
   }, "whether int8_weight_only_gemm_packed runs here for x of this dtype code", py::arg("dtype"));
+  m.def("packed_gemm_instruction", &cpu::packed_gemm_instruction,
+        "the multiply instruction of the GEMM on a packed w here: vpdpbusd zmm, vpmaddwd zmm, vpmaddwd ymm or none");
   m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
     return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));
   }, "(padded N, padded K) of a VNNI-packed weight");
@@ -157,6 +160,12 @@ PYBIND11_MODULE(_C, m) {
         py::arg("k"), py::arg("num_threads"));
   m.def("advise_huge_pages", &advise_huge_pages, "hint that a buffer be backed by huge pages", py::arg("address"),
         py::arg("bytes"));
+  m.def("instruction_ceiling", [](const std::string& kind, int num_threads, int64_t blocks) {
+    check(num_threads >= 1 && blocks >= 10, "instruction_ceiling: num_threads >= 1 and blocks >= 10");
+    py::gil_scoped_release release;
+    return cpu::ceiling_ops_per_second(kind, num_threads, blocks);
+  }, "ops/s (2 per multiply-add) of a register-only loop of `kind` on num_threads threads, 0 where the CPU lacks it",
+        py::arg("kind"), py::arg("num_threads"), py::arg("blocks") = int64_t(100000000));
   m.def("cpu_features", &cpu_features, "CPU features the kernels can use");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });

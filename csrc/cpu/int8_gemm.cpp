@@ -12,8 +12,9 @@ namespace {
 struct Dot {
   static constexpr bool kBiasedW = false;  // int8() returns the exact dot products
 
+  template <int MR>
   static void int8(const int8_t* const* x, const int8_t* const* w, int64_t k, int32_t acc[4][4]) {
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < MR; ++i)
       for (int j = 0; j < 4; ++j) {
         int32_t s = 0;
         for (int64_t kk = 0; kk < k; ++kk) s += int32_t(x[i][kk]) * int32_t(w[j][kk]);
@@ -21,12 +22,19 @@ struct Dot {
       }
   }
 
-  template <class T>
+  // Eight partial sums per dot product: the order of additions is written out, so the compiler
+  // may put the eight in one vector (a single running sum it must keep scalar).
+  template <int MR, class T>
   static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
-    for (int i = 0; i < 4; ++i)
+    constexpr int kLanes = 8;
+    for (int i = 0; i < MR; ++i)
       for (int j = 0; j < 4; ++j) {
-        float s = 0.f;
-        for (int64_t kk = 0; kk < k; ++kk) s += to_float(x[i][kk]) * float(w[j][kk]);
+        float lanes[kLanes] = {};
+        int64_t kk = 0;
+        for (; kk + kLanes <= k; kk += kLanes)
+          for (int l = 0; l < kLanes; ++l) lanes[l] += to_float(x[i][kk + l]) * float(w[j][kk + l]);
+        float s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        for (; kk < k; ++kk) s += to_float(x[i][kk]) * float(w[j][kk]);
         acc[i][j] = s;
       }
   }
@@ -77,6 +85,10 @@ void quantize_per_token(const QuantizeArgs& a) {
 int64_t vnni_padded_n(int64_t n) { return (n + kVnniPanel - 1) / kVnniPanel * kVnniPanel; }
 int64_t vnni_padded_k(int64_t k) { return (k + 3) / 4 * 4; }
 bool packed_gemm_available() { return family_isa() != Isa::portable; }
+const char* packed_gemm_instruction() {
+  if (active_isa() == Isa::avx512) return has_avx512_vnni() ? "vpdpbusd zmm" : "vpmaddwd zmm";
+  return active_isa() == Isa::avx2 ? "vpmaddwd ymm" : "none";
+}
 bool weight_only_packed_available(DType dtype) {
   const Isa isa = family_isa();
   return isa == Isa::avx2 || (isa == Isa::avx512 && dtype == DType::bf16 && has_avx512_bf16());

@@ -65,6 +65,9 @@ void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32
 // Whether int8_gemm reads the VNNI packing of w here (AVX-512 VNNI, or the AVX2 kernel reading it
 // in halves).
 bool packed_gemm_available();
+// The multiply instruction of int8_gemm on a packed w here: "vpdpbusd zmm" (AVX-512 VNNI),
+// "vpmaddwd zmm" (AVX-512 without VNNI), "vpmaddwd ymm" (AVX2), or "none".
+const char* packed_gemm_instruction();
 // Whether int8_weight_only_gemm reads the VNNI packing of w for x of `dtype` here.
 bool weight_only_packed_available(DType dtype);
 

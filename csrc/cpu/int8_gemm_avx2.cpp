@@ -22,15 +22,16 @@ inline __m256i widen16(const int8_t* p) {
 struct Dot {
   static constexpr bool kBiasedW = false;
 
+  template <int MR>
   static void int8(const int8_t* const* x, const int8_t* const* w, int64_t k, int32_t acc[4][4]) {
-    __m256i c[4][4];
+    __m256i c[MR][4];
     for (auto& row : c)
       for (auto& v : row) v = _mm256_setzero_si256();
     int64_t kk = 0;
     for (; kk + 16 <= k; kk += 16) {
       const __m256i w0 = widen16(w[0] + kk), w1 = widen16(w[1] + kk), w2 = widen16(w[2] + kk),
                     w3 = widen16(w[3] + kk);
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MR; ++i) {
         const __m256i xv = widen16(x[i] + kk);
         c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(xv, w0));
         c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(xv, w1));
@@ -38,16 +39,16 @@ struct Dot {
         c[i][3] = _mm256_add_epi32(c[i][3], _mm256_madd_epi16(xv, w3));
       }
     }
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < MR; ++i) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(acc[i]), reduce4(c[i][0], c[i][1], c[i][2], c[i][3]));
       for (int j = 0; j < 4; ++j)
         for (int64_t t = kk; t < k; ++t) acc[i][j] += int32_t(x[i][t]) * int32_t(w[j][t]);
     }
   }
 
-  template <class T>
+  template <int MR, class T>
   static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
-    __m256 c[4][4];
+    __m256 c[MR][4];
     for (auto& row : c)
       for (auto& v : row) v = _mm256_setzero_ps();
     int64_t kk = 0;
@@ -55,12 +56,12 @@ struct Dot {
       __m256 wv[4];
       for (int j = 0; j < 4; ++j)
         wv[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[j] + kk))));
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MR; ++i) {
         const __m256 xv = Vec::load(x[i] + kk).v;
         for (int j = 0; j < 4; ++j) c[i][j] = _mm256_fmadd_ps(xv, wv[j], c[i][j]);
       }
     }
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < MR; ++i)
       for (int j = 0; j < 4; ++j) {
         float s = Vec{c[i][j]}.sum();
         for (int64_t t = kk; t < k; ++t) s += to_float(x[i][t]) * float(w[j][t]);

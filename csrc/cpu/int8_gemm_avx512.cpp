@@ -24,15 +24,16 @@ inline __m128i reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
 struct Dot {
   static constexpr bool kBiasedW = true;  // int8() returns sum(x * w) + 128 * sum(x)
 
+  template <int MR>
   static void int8(const int8_t* const* x, const int8_t* const* w, int64_t k, int32_t acc[4][4]) {
     const __m512i flip = _mm512_set1_epi8(char(0x80));
-    __m512i c[4][4];
+    __m512i c[MR][4];
     for (auto& row : c)
       for (auto& v : row) v = _mm512_setzero_si512();
     auto step = [&](int64_t kk, __mmask64 m) {
       __m512i wv[4];
       for (int j = 0; j < 4; ++j) wv[j] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[j] + kk), flip);
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MR; ++i) {
         const __m512i xv = _mm512_maskz_loadu_epi8(m, x[i] + kk);
         for (int j = 0; j < 4; ++j) c[i][j] = _mm512_dpbusd_epi32(c[i][j], wv[j], xv);
       }
@@ -40,20 +41,20 @@ struct Dot {
     int64_t kk = 0;
     for (; kk + 64 <= k; kk += 64) step(kk, ~__mmask64(0));
     if (kk < k) step(kk, (__mmask64(1) << (k - kk)) - 1);  // zero x in the tail adds nothing
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < MR; ++i)
       _mm_storeu_si128(reinterpret_cast<__m128i*>(acc[i]), reduce4(c[i][0], c[i][1], c[i][2], c[i][3]));
   }
 
-  template <class T>
+  template <int MR, class T>
   static void wo(const T* const* x, const int8_t* const* w, int64_t k, float acc[4][4]) {
-    __m512 c[4][4];
+    __m512 c[MR][4];
     for (auto& row : c)
       for (auto& v : row) v = _mm512_setzero_ps();
     auto step = [&](int64_t kk, int n) {
       const __mmask16 m = __mmask16((1u << n) - 1);
       __m512 wv[4];
       for (int j = 0; j < 4; ++j) wv[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, w[j] + kk)));
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < MR; ++i) {
         const __m512 xv = (n == 16 ? Vec::load(x[i] + kk) : Vec::load(x[i] + kk, n)).v;
         for (int j = 0; j < 4; ++j) c[i][j] = _mm512_fmadd_ps(xv, wv[j], c[i][j]);
       }
@@ -61,7 +62,7 @@ struct Dot {
     int64_t kk = 0;
     for (; kk + 16 <= k; kk += 16) step(kk, 16);
     if (kk < k) step(kk, int(k - kk));
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < MR; ++i)
       for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_reduce_add_ps(c[i][j]);
   }
 };

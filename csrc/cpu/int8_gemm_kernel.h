@@ -1,8 +1,10 @@
 // The INT8 GEMM family written once: per-token quantization against the Vec interface, and the
 // GEMM drivers (tiling, threads, epilogue) around a per-instruction-set `Dot` class that computes
 // 4 x 4 tiles of dot products along K:
-//   Dot::int8(x_rows[4], w_rows[4], k, int32_t acc[4][4])
-//   Dot::wo(x_rows[4], w_rows[4], k, float acc[4][4])     (x_rows of type T)
+//   Dot::int8<MR>(x_rows[4], w_rows[4], k, int32_t acc[4][4])
+//   Dot::wo<MR>(x_rows[4], w_rows[4], k, float acc[4][4])     (x_rows of type T)
+// where rows [0, MR) of x are computed (MR <= 4: a tile at the bottom edge, or M < 4, computes only
+// the rows it has).
 // Included by each instruction-set translation unit after its vec header and its Dot, with
 // PRUNQ_ISA naming that namespace (see layernorm_kernel.h for why).
 #include <algorithm>
@@ -11,6 +13,7 @@
 
 #include "../common/parallel.h"
 #include "int8_gemm.h"
+#include "padded_rows.h"
 
 namespace prunq::cpu::PRUNQ_ISA {
 
@@ -105,7 +108,7 @@ void int8_gemm_typed(const Int8GemmArgs& a) {
     tile_rows(a.x, m0, rows, a.k, xr);
     tile_rows(a.w, n0, cols, a.k, wr);
     int32_t acc[kTile][kTile];
-    Dot::int8(xr, wr, a.k, acc);
+    with_rows<kTile>(rows, [&](auto mr) { Dot::template int8<mr>(xr, wr, a.k, acc); });
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < cols; ++j) {
         const int32_t dot = Dot::kBiasedW ? acc[i][j] - 128 * row_sums[m0 + i] : acc[i][j];
@@ -124,7 +127,7 @@ void weight_only_typed(const WeightOnlyArgs& a) {
     tile_rows(x, m0, rows, a.k, xr);
     tile_rows(a.w, n0, cols, a.k, wr);
     float acc[kTile][kTile];
-    Dot::wo(xr, wr, a.k, acc);
+    with_rows<kTile>(rows, [&](auto mr) { Dot::template wo<mr>(xr, wr, a.k, acc); });
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < cols; ++j)
         store_out<T>(a.out, (m0 + i) * a.n + n0 + j,

@@ -22,11 +22,13 @@ DTYPE_CODES = _native.DTYPE_CODES
 PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def direct(x) -> bool:
-    """Whether a call on x may skip torch.ops and run prunq._C's kernel itself."""
+def direct(x, *others) -> bool:
+    """Whether a call on x (and the optional tensors `others`, None or plain tensors) may skip
+    torch.ops and run prunq._C's kernel itself."""
     return (not torch.compiler.is_compiling() and type(x) in PLAIN and x.is_cpu
             and _native.C is not None and _backend.forced_backend() in (None, "native")
-            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled())
+            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
+            and all(t is None or type(t) in PLAIN for t in others))
 
 
 def plain_cpu(t) -> bool:

@@ -530,6 +530,8 @@ for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_li
 
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one fp32 scale per row (last dimension)."""
+    if _eager.direct(x):
+        return _quantize(x)
     if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_quantize(x)
         return _quantize_triton(x, None)
@@ -539,6 +541,8 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
                 bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """(x_q @ w_q.T) * x_scale[:, None] * w_scale[None, :] + bias with int32 accumulation."""
+    if _eager.direct(x_q, x_scale, w_q, w_scale, bias):
+        return _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     if compiling_for_triton(x_q, _path):
         _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
         return _int8_linear_triton(x_q, x_scale, w_q, w_scale, bias, out_dtype, "none")
@@ -550,6 +554,8 @@ def int8_linear_prepacked(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.T
                           out_dtype: torch.dtype | None = None, activation: str = "none") -> torch.Tensor:
     """int8_linear where the CPU kernel reads (w_packed, w_colsum) = vnni_pack(w_q), followed by
     `activation` ("none" or "gelu"); with empty packed tensors, or on other devices, it reads w_q."""
+    if _eager.direct(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias):
+        return _int8_linear_prepacked(x_q, x_scale, w_q, w_packed, w_colsum, w_scale, bias, out_dtype, activation)
     if compiling_for_triton(x_q, _path):
         _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
         _check_activation(activation)
@@ -562,6 +568,8 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
                                   w_colsum: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
                                   activation: str = "none", x_channel_scale: torch.Tensor | None = None) -> torch.Tensor:
     """int8_linear_prepacked(*quantize_per_token(x * x_channel_scale), ...) in x's dtype, in one call."""
+    if _eager.direct(x, w_q, w_packed, w_colsum, w_scale, bias, x_channel_scale):
+        return _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, activation, x_channel_scale)
     if compiling_for_triton(x, _path):
         _check_weight_only(x, w_q, w_scale, bias)
         _check_activation(activation)
@@ -575,6 +583,8 @@ def int8_dynamic_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_packed: 
 def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
                             bias: torch.Tensor | None = None) -> torch.Tensor:
     """x @ (w_q * w_scale[:, None]).T + bias, activations in floating point."""
+    if _eager.direct(x, w_q, w_scale, bias):
+        return _weight_only(x, w_q, w_scale, bias)
     if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_weight_only(x, w_q, w_scale, bias)
         return _weight_only_triton(x, w_q, w_scale, bias)
@@ -585,6 +595,8 @@ def int8_weight_only_linear_prepacked(x: torch.Tensor, w_q: torch.Tensor, w_pack
                                       w_scale: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """int8_weight_only_linear where the CPU kernel for bf16 x reads w_packed =
     weight_only_pack(w_q); with an empty w_packed, other dtypes or other devices it reads w_q."""
+    if _eager.direct(x, w_q, w_packed, w_scale, bias):
+        return _weight_only_prepacked(x, w_q, w_packed, w_scale, bias)
     if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_weight_only(x, w_q, w_scale, bias)
         return _weight_only_triton(x, w_q, w_scale, bias)

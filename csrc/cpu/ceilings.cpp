@@ -1,0 +1,92 @@
+// Register-only loops that measure what the GEMM kernels' instructions can do on this machine,
+// for the benchmarks to report the fraction of it a kernel reaches. Written in assembly, so that
+// the compiler cannot reshape them (a compiled C++ loop once measured a wrong ceiling), and so
+// that this file needs no instruction-set flags; a kind runs only where the CPU has it.
+#include "ceilings.h"
+
+#include <chrono>
+#include <stdexcept>
+
+namespace prunq::cpu {
+namespace {
+
+#if PRUNQ_X86
+#define PRUNQ_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define PRUNQ_CLOBBER_XMM \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm14"
+
+// 12 independent chains per block; the sources (12, 13) are never written.
+void fma_ymm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vfmadd231ps %%ymm12, %%ymm13, %%ymm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
+void madd_ymm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vpmaddwd %%ymm12, %%ymm13, %%ymm14\n vpaddd %%ymm14, %%ymm" #n ", %%ymm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
+void madd_zmm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vpmaddwd %%zmm12, %%zmm13, %%zmm14\n vpaddd %%zmm14, %%zmm" #n ", %%zmm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
+void dpbusd_zmm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vpdpbusd %%zmm12, %%zmm13, %%zmm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+#undef PRUNQ_CHAINS
+#undef PRUNQ_CLOBBER_XMM
+#endif
+
+struct Kind {
+  const char* name;
+  void (*loop)(int64_t blocks);
+  double ops_per_block;  // 2 per multiply-add
+  bool (*supported)();
+};
+
+const Kind* find(const std::string& name) {
+#if PRUNQ_X86
+  static const Kind kinds[] = {
+      {"fma_ymm", fma_ymm, 12 * 8 * 2, [] { return bool(__builtin_cpu_supports("fma")); }},
+      {"madd_ymm", madd_ymm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
+      {"madd_zmm", madd_zmm, 12 * 32 * 2, [] { return bool(__builtin_cpu_supports("avx512bw")); }},
+      {"dpbusd_zmm", dpbusd_zmm, 12 * 64 * 2, [] { return bool(__builtin_cpu_supports("avx512vnni")); }},
+  };
+  for (const Kind& kind : kinds)
+    if (name == kind.name) return kind.supported() ? &kind : nullptr;
+#endif
+  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, madd_ymm, madd_zmm or dpbusd_zmm");
+}
+
+}  // namespace
+
+double ceiling_ops_per_second(const std::string& name, int num_threads, int64_t blocks) {
+  const Kind* kind = find(name);
+  if (!kind) return 0.0;
+  kind->loop(blocks / 10);  // warm-up: clocks and wide units up
+  const auto start = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(num_threads)
+  kind->loop(blocks);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return kind->ops_per_block * double(blocks) * num_threads / seconds;
+}
+
+}  // namespace prunq::cpu
