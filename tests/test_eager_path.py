@@ -150,3 +150,24 @@ def test_strided_inputs_are_read_as_they_are(cpu_isa):
     for got, want in zip(norm(x, residual), norm(x.contiguous(), residual)):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     torch.testing.assert_close(linear(x), linear(x.contiguous()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rows", [(0,), (1,), (3, 5)])
+def test_functional_int8_ops_agree_with_torch_ops(cpu_isa, rows):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*rows, 48, generator=g)
+    w_q = torch.randint(-127, 128, (40, 48), dtype=torch.int8, generator=g)
+    w_scale, bias = torch.rand(40, generator=g), torch.randn(40, generator=g)
+    calls = {
+        "quantize_per_token": lambda: prunq.ops.quantize_per_token(x),
+        "int8_linear": lambda: prunq.ops.int8_linear(*prunq.ops.quantize_per_token(x), w_q, w_scale, bias,
+                                                     torch.bfloat16),
+        "int8_weight_only_linear": lambda: prunq.ops.int8_weight_only_linear(x, w_q, w_scale, bias),
+    }
+    for name, call in calls.items():
+        with OpsSeen() as seen:
+            expected = call()
+        assert name + ".default" in seen.names
+        got = call()
+        for a, b in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

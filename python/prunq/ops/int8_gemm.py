@@ -512,6 +512,67 @@ def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_c
     return run
 
 
+# The functional ops' short road (see _eager): None where an argument is anything but what the
+# kernel on plain w takes as it is, and the op, with its full checks, runs instead.
+
+
+def _direct_quantize(x):
+    code = _eager.DTYPE_CODES.get(x.dtype)
+    if code is None or not x.shape or not x.shape[-1] or not x.is_contiguous():
+        return None
+    k = x.shape[-1]
+    q = torch.empty_like(x, dtype=torch.int8)
+    scale = torch.empty(x.shape[:-1], dtype=torch.float32)
+    _native.C.quantize_per_token(x.data_ptr(), code, q.data_ptr(), scale.data_ptr(), x.numel() // k, k,
+                                 torch.get_num_threads())
+    return q, scale
+
+
+def _direct_weight(w_q, w_scale, bias, k):
+    """N of a plain w_q [N, k] with w_scale [N] and bias [N] (float32, or None), or None."""
+    if w_q.dtype != torch.int8 or w_q.dim() != 2 or w_q.shape[1] != k or not 0 < k <= MAX_K:
+        return None
+    n = w_q.shape[0]
+    if (w_scale.dtype != torch.float32 or w_scale.shape != (n,) or not _eager.plain_cpu(w_q)
+            or not _eager.plain_cpu(w_scale)
+            or (bias is not None and (bias.dtype != torch.float32 or bias.shape != (n,) or not _eager.plain_cpu(bias)))):
+        return None
+    return n
+
+
+def _direct_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
+    shape = x_q.shape
+    out_code = _eager.DTYPE_CODES.get(out_dtype or torch.float32)
+    if (x_q.dtype != torch.int8 or not shape or out_code is None or x_scale.dtype != torch.float32
+            or x_scale.shape != shape[:-1] or not x_q.is_contiguous() or not _eager.plain_cpu(x_scale)):
+        return None
+    k = shape[-1]
+    n = _direct_weight(w_q, w_scale, bias, k)
+    m = x_q.numel() // k if k else 0
+    if n is None or m >= _PACK_PER_CALL_ROWS:  # many rows pack w on the way (the op)
+        return None
+    out = torch.empty((*shape[:-1], n), dtype=out_dtype or torch.float32)
+    _native.C.int8_gemm(x_q.data_ptr(), x_scale.data_ptr(), w_q.data_ptr(), 0, w_scale.data_ptr(),
+                        0 if bias is None else bias.data_ptr(), out.data_ptr(), out_code, m, n, k,
+                        torch.get_num_threads(), 0)
+    return out
+
+
+def _direct_weight_only(x, w_q, w_scale, bias):
+    code = _eager.DTYPE_CODES.get(x.dtype)
+    if code is None or not x.shape or not x.is_contiguous():
+        return None
+    k = x.shape[-1]
+    n = _direct_weight(w_q, w_scale, bias, k)
+    if n is None:
+        return None
+    out = _eager.empty_output((*x.shape[:-1], n), x.dtype)
+    _native.C.int8_weight_only_gemm(x.data_ptr(), code, w_q.data_ptr(), w_scale.data_ptr(),
+                                    0 if bias is None else bias.data_ptr(), out.data_ptr(), x.numel() // k, n, k,
+                                    torch.get_num_threads())
+    return out
+
+
 _quantize_triton = define_triton_op("quantize_per_token_triton", _triton_quantize)
 _int8_linear_triton = define_triton_op("int8_linear_triton", _triton_int8_linear)
 _weight_only_triton = define_triton_op("int8_weight_only_linear_triton", _triton_weight_only)
@@ -531,7 +592,8 @@ for _name, _impl in (("quantize_per_token", _quantize), ("int8_linear", _int8_li
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantization with one fp32 scale per row (last dimension)."""
     if _eager.direct(x):
-        return _quantize(x)
+        result = _direct_quantize(x)
+        return _quantize(x) if result is None else result
     if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_quantize(x)
         return _quantize_triton(x, None)
@@ -542,7 +604,8 @@ def int8_linear(x_q: torch.Tensor, x_scale: torch.Tensor, w_q: torch.Tensor, w_s
                 bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """(x_q @ w_q.T) * x_scale[:, None] * w_scale[None, :] + bias with int32 accumulation."""
     if _eager.direct(x_q, x_scale, w_q, w_scale, bias):
-        return _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+        result = _direct_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
+        return _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype) if result is None else result
     if compiling_for_triton(x_q, _path):
         _check_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
         return _int8_linear_triton(x_q, x_scale, w_q, w_scale, bias, out_dtype, "none")
@@ -584,7 +647,8 @@ def int8_weight_only_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.T
                             bias: torch.Tensor | None = None) -> torch.Tensor:
     """x @ (w_q * w_scale[:, None]).T + bias, activations in floating point."""
     if _eager.direct(x, w_q, w_scale, bias):
-        return _weight_only(x, w_q, w_scale, bias)
+        result = _direct_weight_only(x, w_q, w_scale, bias)
+        return _weight_only(x, w_q, w_scale, bias) if result is None else result
     if compiling_for_triton(x, _path_with_cuda_kernel):
         _check_weight_only(x, w_q, w_scale, bias)
         return _weight_only_triton(x, w_q, w_scale, bias)
