@@ -5,10 +5,16 @@
 
 W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) against
 torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
-prunq's op), and fp32 / bf16 nn.Linear. Weight-only: Int8Linear(mode="weight_only") on bf16
-activations against bf16 nn.Linear. Candidates are timed in turns, median of the runs. The
-weights are not rotated: one set per shape, so they may sit in the last-level cache, as the
-weights of a model small enough for that would.
+prunq's op), and fp32 nn.Linear, with the fraction of the W8A8 kernel instruction's ceiling
+(a register-only loop, measured at the start of the run). Weight-only: Int8Linear(mode=
+"weight_only") on fp32 activations against fp32 nn.Linear, and where the CPU has native bf16
+(AVX512_BF16), on bf16 activations against bf16 nn.Linear. Candidates are timed in turns, median
+of the runs. Up to M = 16, where a call streams its weights, each candidate rotates among enough
+weight sets to exceed the last-level cache; beyond, one set, which the other candidates' calls
+evict between two of its calls.
+
+To compare the AVX2 paths on an AVX-512 machine: PRUNQ_CPU_ISA=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
+(both set before Python starts: fbgemm reads its variable when torch loads).
 
 On CUDA: Int8Linear (Triton kernels, quantization of x included) against fp16 nn.Linear
 (cuBLAS) and bare torch._int_mm (no quantization, no scaling: the throughput ceiling the W8A8
@@ -20,15 +26,18 @@ CUDA-event medians (triton.testing.do_bench).
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import warnings
 
 import torch
 from torch import nn
 
+from prunq import _native
 from prunq._backend import use_backend
 from prunq.nn import Int8Linear
 
-from .harness import Table, interleaved_medians, machine_description, median_seconds
+from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
 from .shapes import GEMM, GEMM_QUICK
 
 
@@ -49,43 +58,86 @@ def int_mm_with_scaling(module: Int8Linear):
     return run
 
 
-def candidates(m, k, n):
+def has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512_BF16): only there are the bf16 columns
+    worth their time (elsewhere torch converts every bf16 Linear to fp32 and back)."""
+    return _native.C is not None and "avx512bf16" in _native.C.cpu_features()
+
+
+def in_turns(modules: list, x: torch.Tensor):
+    """A call of the modules in turn on x: with enough copies, each call finds its weights out of
+    the caches."""
+    turn = itertools.cycle(modules)
+    return lambda: next(turn)(x)
+
+
+def candidates(m, k, n, copies=1):
+    """Callables for one shape. `copies`: weight sets the int8 candidates rotate among (fp32
+    ones among four times fewer, the same bytes), so that their weights come from memory."""
     torch.manual_seed(0)
-    linear = nn.Linear(k, n)
+    linears = [nn.Linear(k, n) for _ in range(copies)]
     x = torch.randn(m, k)
-    x_bf16 = x.bfloat16()
-    linear_bf16 = nn.Linear(k, n).bfloat16()
-    w8a8 = Int8Linear.from_linear(linear)
-    weight_only = Int8Linear.from_linear(linear, mode="weight_only")
+    fp32_copies = linears[:max(1, copies // 4)]
     fns = {
-        "prunq w8a8": lambda: w8a8(x),
-        "fbgemm dynamic": (lambda q: lambda: q(x))(fbgemm_dynamic(linear)),
-        "fp32 Linear": lambda: linear(x),
-        "bf16 Linear": lambda: linear_bf16(x_bf16),
-        "prunq weight-only bf16": lambda: weight_only(x_bf16),
+        "prunq w8a8": in_turns([Int8Linear.from_linear(linear) for linear in linears], x),
+        "fbgemm dynamic": in_turns([fbgemm_dynamic(linear) for linear in linears], x),
+        "fp32 Linear": in_turns(fp32_copies, x),
+        "prunq weight-only fp32": in_turns([Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x),
     }
+    if has_native_bf16():
+        x_bf16 = x.bfloat16()
+        fns["bf16 Linear"] = in_turns([copy.deepcopy(linear).bfloat16() for linear in fp32_copies[:max(1, copies // 2)]],
+                                      x_bf16)
+        fns["prunq weight-only bf16"] = in_turns(
+            [Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x_bf16)
     if m > 16:  # torch._int_mm on the CPU wants M > 16
-        fns["_int_mm + scaling"] = (lambda f: lambda: f(x))(int_mm_with_scaling(w8a8))
+        fns["_int_mm + scaling"] = (lambda f: lambda: f(x))(int_mm_with_scaling(Int8Linear.from_linear(linears[0])))
     return fns
 
 
+# The register-only loop that measures the multiply instruction of each CPU path's W8A8 kernel.
+CEILING_LOOPS = {"vpdpbusd zmm": "dpbusd_zmm", "vpmaddwd zmm": "madd_zmm", "vpmaddwd ymm": "madd_ymm"}
+
+
+def ceilings() -> tuple[str, float, str, float]:
+    """(the W8A8 kernel's instruction, its ceiling, the widest fp32 FMA here, its ceiling), in
+    ops/s on torch's threads, measured now."""
+    if _native.C is None:
+        return "none", 0.0, "none", 0.0
+    instruction = _native.C.packed_gemm_instruction()
+    threads = torch.get_num_threads()
+    int8 = _native.C.instruction_ceiling(CEILING_LOOPS[instruction], threads) if instruction in CEILING_LOOPS else 0.0
+    fma = "fma_zmm" if "avx512f" in _native.C.cpu_features() else "fma_ymm"
+    return instruction, int8, fma, _native.C.instruction_ceiling(fma, threads)
+
+
 def compare(quick: bool) -> Table:
-    table = Table(f"INT8 GEMM against fbgemm, torch._int_mm and float Linear: {machine_description('cpu')}",
-                  ["M x K x N", "w8a8 ms", "w8a8 TOPS", "fbgemm ms", "vs fbgemm", "vs _int_mm",
-                   "vs fp32", "vs bf16", "weight-only ms", "weight-only vs bf16"], baseline="fbgemm dynamic")
+    instruction, int8_ceiling, fma, fma_ceiling = ceilings()
+    bf16 = has_native_bf16()
+    table = Table(f"INT8 GEMM against fbgemm, torch._int_mm and float Linear: {machine_description('cpu')}; "
+                  f"ceilings measured now: {instruction} {int8_ceiling / 1e12:.2f} TOPS, {fma} "
+                  f"{fma_ceiling / 1e12:.2f} TFLOP/s; weight sets rotated beyond the last-level cache up to M = 16",
+                  ["M x K x N", "w8a8 ms", "w8a8 TOPS", "of ceiling", "fbgemm ms", "vs fbgemm", "vs _int_mm",
+                   "vs fp32", "weight-only fp32 ms", "vs fp32 Linear",
+                   *(["weight-only bf16 ms", "vs bf16 Linear"] if bf16 else [])],
+                  baseline="fbgemm dynamic (w8a8), fp32 Linear (weight-only)")
     for m, k, n in GEMM_QUICK if quick else GEMM:
         repeats = 3 if quick or m * k * n > 2**32 else 9
+        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 else 1
         with torch.no_grad():
-            t = interleaved_medians(candidates(m, k, n), repeats)
+            t = interleaved_medians(candidates(m, k, n, copies), repeats)
         ops = 2 * m * k * n
-        ours, wo = t["prunq w8a8"], t["prunq weight-only bf16"]
+        ours, wo = t["prunq w8a8"], t["prunq weight-only fp32"]
         int_mm = t.get("_int_mm + scaling")
         table.speedups[f"w8a8 {m}x{k}x{n}"] = t["fbgemm dynamic"] / ours
+        table.speedups[f"weight-only {m}x{k}x{n}"] = t["fp32 Linear"] / wo
         table.rows.append([f"{m}x{k}x{n}", f"{ours * 1e3:.3f}", f"{ops / ours / 1e12:.2f}",
-                     f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
-                     "-" if int_mm is None else f"{int_mm / ours:.2f}x",
-                     f"{t['fp32 Linear'] / ours:.2f}x", f"{t['bf16 Linear'] / ours:.2f}x",
-                     f"{wo * 1e3:.3f}", f"{t['bf16 Linear'] / wo:.2f}x"])
+                           f"{100 * ops / ours / int8_ceiling:.0f}%" if int8_ceiling else "-",
+                           f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
+                           "-" if int_mm is None else f"{int_mm / ours:.2f}x", f"{t['fp32 Linear'] / ours:.2f}x",
+                           f"{wo * 1e3:.3f}", f"{t['fp32 Linear'] / wo:.2f}x",
+                           *([f"{t['prunq weight-only bf16'] * 1e3:.3f}",
+                              f"{t['bf16 Linear'] / t['prunq weight-only bf16']:.2f}x"] if bf16 else [])])
     return table
 
 

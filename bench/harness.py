@@ -8,7 +8,6 @@ says which figure it reports.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -84,7 +83,11 @@ def copy_bandwidth(device: str, nbytes: int = 256 << 20) -> float:
 def machine_description(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    from prunq import _native
+    from prunq.info import cpu_model
+
+    path = f", prunq's {_native.C.active_isa()} path" if _native.C is not None else ""
+    return f"{cpu_model()}{path}, {torch.get_num_threads()} threads"
 
 
 @dataclass

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import torch
 
-from . import bench_int8_gemm, bench_layernorm
+from . import bench_calls, bench_int8_gemm, bench_layernorm
 from .harness import Table
 
 
 def run(device: str, quick: bool, out: str) -> list[Table]:
     tables = []
-    for compare in (lambda: bench_layernorm.compare(device, quick),
-                    lambda: bench_int8_gemm.compare_cuda(quick) if device == "cuda" else bench_int8_gemm.compare(quick)):
+    comparisons = [lambda: bench_layernorm.compare(device, quick),
+                   lambda: bench_int8_gemm.compare_cuda(quick) if device == "cuda" else bench_int8_gemm.compare(quick)]
+    if device == "cpu":
+        comparisons.append(lambda: bench_calls.compare(quick))
+    for compare in comparisons:
         tables.append(compare())
         print(tables[-1].markdown(), end="\n\n", flush=True)
     out_dir = Path(out)

@@ -114,6 +114,15 @@ void int8_weight_only_gemm(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scal
   cpu::int8_weight_only_gemm(args);
 }
 
+void gather_dequantize_rows(uintptr_t ids, int64_t count, uintptr_t w, uintptr_t scale, int64_t rows, int64_t dim,
+                            uintptr_t out, int out_dtype, int num_threads) {
+  check(count >= 0 && rows >= 0 && dim >= 0, "gather_dequantize_rows: negative size");
+  const DType dtype = dtype_from_code(out_dtype, "out_dtype");
+  const GilRelease release(count * dim);
+  cpu::gather_dequantize_rows(as_ptr<const int64_t>(ids), count, as_ptr<const int8_t>(w), as_ptr<const float>(scale),
+                              rows, dim, as_ptr<void>(out), dtype, num_threads);
+}
+
 void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
   check(n >= 0 && k >= 0, "pack_int8_vnni: negative size");
   py::gil_scoped_release release;
@@ -149,6 +158,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("vnni_padded_shape", [](int64_t n, int64_t k) {
     return std::make_pair(cpu::vnni_padded_n(n), cpu::vnni_padded_k(k));
   }, "(padded N, padded K) of a VNNI-packed weight");
+  m.def("gather_dequantize_rows", &gather_dequantize_rows,
+        "out[i] = w[ids[i]] * scale[ids[i]] from an int8 table with one scale per row; IndexError for a bad id",
+        py::arg("ids"), py::arg("count"), py::arg("w"), py::arg("scale"), py::arg("rows"), py::arg("dim"),
+        py::arg("out"), py::arg("out_dtype"), py::arg("num_threads"));
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",

@@ -25,6 +25,15 @@ void fma_ymm(int64_t blocks) {
         ::: PRUNQ_CLOBBER_XMM);
 }
 
+void fma_zmm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vfmadd231ps %%zmm12, %%zmm13, %%zmm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
 void madd_ymm(int64_t blocks) {
   for (int64_t i = 0; i < blocks; ++i)
     asm volatile(
@@ -66,6 +75,7 @@ const Kind* find(const std::string& name) {
 #if PRUNQ_X86
   static const Kind kinds[] = {
       {"fma_ymm", fma_ymm, 12 * 8 * 2, [] { return bool(__builtin_cpu_supports("fma")); }},
+      {"fma_zmm", fma_zmm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx512f")); }},
       {"madd_ymm", madd_ymm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
       {"madd_zmm", madd_zmm, 12 * 32 * 2, [] { return bool(__builtin_cpu_supports("avx512bw")); }},
       {"dpbusd_zmm", dpbusd_zmm, 12 * 64 * 2, [] { return bool(__builtin_cpu_supports("avx512vnni")); }},
@@ -73,7 +83,7 @@ const Kind* find(const std::string& name) {
   for (const Kind& kind : kinds)
     if (name == kind.name) return kind.supported() ? &kind : nullptr;
 #endif
-  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, madd_ymm, madd_zmm or dpbusd_zmm");
+  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, fma_zmm, madd_ymm, madd_zmm or dpbusd_zmm");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ namespace prunq::cpu {
 // Operations per second (2 per multiply-add) of `blocks` blocks of 12 independent chains of `kind`
 // on each of num_threads threads at once, or 0 where the CPU lacks the instructions:
 //   fma_ymm     vfmadd231ps on 8 fp32 lanes
+//   fma_zmm     the same on 16 lanes
 //   madd_ymm    vpmaddwd + vpaddd on 16 int16 pairs (the AVX2 INT8 kernel's exact step)
 //   madd_zmm    the same on 512-bit registers (AVX-512 without VNNI)
 //   dpbusd_zmm  vpdpbusd on 64 byte pairs (AVX-512 VNNI)

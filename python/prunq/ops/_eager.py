@@ -20,15 +20,20 @@ DTYPE_CODES = _native.DTYPE_CODES
 # Tensor types whose data pointer is the data: plain tensors, and parameters (which only mark a
 # tensor as trainable). Subclasses in general, fake tensors among them, take the op.
 PLAIN = (torch.Tensor, torch.nn.Parameter)
+_DIRECT_BACKENDS = (None, "native")
 
 
 def direct(x, *others) -> bool:
     """Whether a call on x (and the optional tensors `others`, None or plain tensors) may skip
     torch.ops and run prunq._C's kernel itself."""
-    return (not torch.compiler.is_compiling() and type(x) in PLAIN and x.is_cpu
-            and _native.C is not None and _backend.forced_backend() in (None, "native")
-            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
-            and all(t is None or type(t) in PLAIN for t in others))
+    if not (type(x) in PLAIN and not torch.compiler.is_compiling() and x.is_cpu
+            and _native.C is not None and _backend.forced_backend() in _DIRECT_BACKENDS
+            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()):
+        return False
+    for t in others:  # a loop, not all(...): a generator costs more than these checks
+        if t is not None and type(t) not in PLAIN:
+            return False
+    return True
 
 
 def plain_cpu(t) -> bool:
