@@ -90,6 +90,11 @@ struct Madd {
   static Reg madd(Reg acc, Reg x, Reg w) { return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)); }
   static Reg load(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void store(int32_t* p, Reg r) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), r); }
+  // hadd gives channels 0 1 4 5 2 3 6 7 (it adds within 128-bit halves); the permute orders them.
+  static __m256 fold(const int32_t* lanes) {
+    const __m256i sums = _mm256_hadd_epi32(load(lanes), load(lanes + 8));
+    return _mm256_cvtepi32_ps(_mm256_permute4x64_epi64(sums, 0xD8));
+  }
 };
 
 }  // namespace

@@ -26,6 +26,13 @@ struct Madd {
   static Reg madd(Reg acc, Reg x, Reg w) { return _mm512_add_epi32(acc, _mm512_madd_epi16(x, w)); }
   static Reg load(const int32_t* p) { return _mm512_loadu_si512(p); }
   static void store(int32_t* p, Reg r) { _mm512_storeu_si512(p, r); }
+  static __m512 fold(const int32_t* lanes) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const Reg lo = load(lanes), hi = load(lanes + 16);
+    return _mm512_cvtepi32_ps(
+        _mm512_add_epi32(_mm512_permutex2var_epi32(lo, even, hi), _mm512_permutex2var_epi32(lo, odd, hi)));
+  }
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 //   static Reg broadcast_x(const int16_t* p);          4 int16, repeated
 //   static Reg madd(Reg acc, Reg x, Reg w);            acc + pairwise products
 //   static Reg load(const int32_t* p);  static void store(int32_t* p, Reg r);
+//   static fold(const int32_t* lanes) -> Vec's register: the channel sums of 2 * Vec::width lanes
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -96,16 +97,19 @@ void madd_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, cons
   const int64_t n0 = p * kVnniPanel;
   const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
   for (int64_t i = 0; i < rows; ++i) {
-    alignas(64) float dot[kVnniPanel];
     const int32_t* lanes = acc + i * kPanelLanes;
-    for (int c = 0; c < cols; ++c) dot[c] = float(lanes[2 * c] + lanes[2 * c + 1]);
     O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + n0;
+    const Vec x_scale = Vec::splat(a.x_scale[m0 + i]);
     for (int j = 0; j < cols; j += Vec::width) {
-      const int n = std::min(Vec::width, cols - j);
-      const Vec ws = Vec::load(a.w_scale + n0 + j, n);
-      const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
-      const Vec y = activate(fma(Vec::load(dot + j) * Vec::splat(a.x_scale[m0 + i]), ws, b), a.activation);
-      y.store(out + j, n);
+      const Vec dot{Madd::fold(lanes + 2 * j)};  // lanes past `cols` are read and not used
+      if (cols - j >= Vec::width) {
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
+        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j), b), a.activation).store(out + j);
+      } else {
+        const int n = cols - j;
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation).store(out + j, n);
+      }
     }
   }
 }

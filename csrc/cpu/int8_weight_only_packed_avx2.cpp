@@ -206,10 +206,15 @@ void weight_only_packed(const WeightOnlyArgs& a) {
         for (int64_t r = m0; r < m1; ++r) {
           T* out = static_cast<T*>(a.out) + r * a.n + n0;
           for (int j = 0; j < cols; j += Vec::width) {
-            const int n = std::min(Vec::width, cols - j);
-            const Vec scale = Vec::load(a.w_scale + n0 + j, n);
-            const Vec bias = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
-            fma(Vec::load(acc.data() + (r - m0) * kVnniPanel + j), scale, bias).store(out + j, n);
+            const Vec sums = Vec::load(acc.data() + (r - m0) * kVnniPanel + j);
+            if (cols - j >= Vec::width) {
+              const Vec bias = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
+              fma(sums, Vec::load(a.w_scale + n0 + j), bias).store(out + j);
+            } else {
+              const int n = cols - j;
+              const Vec bias = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+              fma(sums, Vec::load(a.w_scale + n0 + j, n), bias).store(out + j, n);
+            }
           }
         }
       }
