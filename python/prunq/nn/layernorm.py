@@ -36,24 +36,23 @@ class _DirectNorm(nn.Module):
 
     def _run_direct(self, x, residual, eps, rms):
         """(out, sum) from prunq._C, or None where the call must take the op."""
-        if not _eager.direct(x):
-            return None
         bound = self.__dict__.get("_direct")
         if bound is None:
+            if not _eager.direct(x):
+                return None
             weight, bias = self.weight, getattr(self, "bias", None)
             checked = check_direct(weight, bias)
             if checked is None:
                 return None
-            bound = self.__dict__["_direct"] = (weight, bias, self._pointers(weight, bias), checked)
-        weight, bias, pointers, checked = bound
-        if self._pointers(weight, bias) != pointers:  # `.data =` put new memory under a parameter
-            self.__dict__.pop("_direct")
+            bound = self.__dict__["_direct"] = (weight, bias, 0 if weight is None else weight.data_ptr(),
+                                                0 if bias is None else bias.data_ptr(), checked)
+        elif not _eager.direct(x):
             return None
-        return run_direct(x, residual, *pointers, checked, eps, rms)
-
-    @staticmethod
-    def _pointers(weight, bias):
-        return 0 if weight is None else weight.data_ptr(), 0 if bias is None else bias.data_ptr()
+        weight, bias, weight_ptr, bias_ptr, checked = bound
+        if (weight is not None and weight.data_ptr() != weight_ptr) or (bias is not None and bias.data_ptr() != bias_ptr):
+            self.__dict__.pop("_direct")  # `.data =` put new memory under a parameter: check it again
+            return None
+        return run_direct(x, residual, weight_ptr, bias_ptr, checked, eps, rms)
 
 
 def _copy_param(param: torch.Tensor | None) -> nn.Parameter | None:

@@ -209,13 +209,18 @@ def run_direct(x, residual, weight_ptr, bias_ptr, checked, eps, rms):
         param_code = 0
     else:
         return None
-    if x.numel() * x.element_size() < _native.HUGE_PAGE_OUTPUT_BYTES:
+    numel = x.numel()
+    if numel < _SMALL_NUMEL:
         out, total = torch.empty_like(x), torch.empty_like(x)
     else:
         out, total = _native.empty_output(shape, dtype, x.device), _native.empty_output(shape, dtype, x.device)
     _native.C.add_norm(x.data_ptr(), residual.data_ptr(), weight_ptr, bias_ptr, out.data_ptr(), total.data_ptr(),
-                       x.numel() // shape[-1], shape[-1], eps, code, param_code, rms, torch.get_num_threads())
+                       numel // shape[-1], shape[-1], eps, code, param_code, rms, torch.get_num_threads())
     return out, total
+
+
+# Outputs below the huge-page size at 4 bytes an element (any dtype): plain empty_like.
+_SMALL_NUMEL = _native.HUGE_PAGE_OUTPUT_BYTES // 4
 
 
 def _direct(x, residual, weight, bias, eps, rms):
