@@ -21,18 +21,22 @@ x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or No
 CPU tensors run on prunq._C; CUDA tensors on the Triton kernels (triton_kernels/int8_gemm.py);
 others on the reference. prunq._cuda has kernels for quantize_per_token and, for few rows of x,
 int8_weight_only_linear; PRUNQ_BACKEND=cuda (or native) runs them, and the GPU benchmark
-compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along K over 4 x 4 tiles). The
-faster AVX-512 VNNI kernel reads a packed copy (prunq.formats.int8.vnni_pack) that modules make
-once and pass through `int8_linear_prepacked`, which is int8_linear with that copy beside w_q
-and an optional activation applied in the epilogue (activation="gelu": the exact, erf GELU of
-y, as in BERT's intermediate layer, saving a pass over the widest activation of the block).
-The weight-only kernel for bf16 activations (AVX512_BF16) reads the same packing, which modules
-pass through `int8_weight_only_linear_prepacked`: its tiles then cover 16 channels per register
-and need no reduction along K (about 10% to 30% faster than on plain w_q).
+compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along
+K over 4 x 4 tiles; from 64 rows int8_linear packs w for the call). The faster packed-panel
+kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to int16 on AVX2 and on AVX-512
+without VNNI, exact for every int8) read a packed copy (prunq.formats.int8.vnni_pack) that
+modules make once and pass through `int8_linear_prepacked`, which is int8_linear with that copy
+beside w_q and an optional activation applied in the epilogue (activation="gelu": the exact,
+erf GELU of y, as in BERT's intermediate layer, saving a pass over the widest activation of the
+block). The weight-only kernels read the same packing, which modules pass through
+`int8_weight_only_linear_prepacked`: on AVX2 for any float x, on AVX512_BF16 for bf16 x.
 `int8_dynamic_linear_prepacked` is quantize_per_token followed by int8_linear_prepacked in one
-call (y in x's dtype); on the CPU the rows are quantized straight into the kernel's layout. Its
+call (y in x's dtype); on the VNNI path the rows are quantized straight into the kernel's layout. Its
 optional x_channel_scale [K] multiplies each column of x before quantization (SmoothQuant: the
 module divides w's columns' scale out of the activations' outlier channels and into w).
+
+Eager calls on plain CPU tensors skip torch.ops (see _eager): the public functions call the
+kernels themselves, and direct_linear binds a module's weights once for its calls.
 """
 
 from __future__ import annotations
