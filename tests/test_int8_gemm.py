@@ -500,3 +500,17 @@ def test_empty_k_gives_the_bias(cpu_isa):
     torch.testing.assert_close(y, torch.zeros(2, 3, 5))
     q, scale = prunq.ops.quantize_per_token(torch.zeros(4, 0))
     assert q.shape == (4, 0) and not scale.any()
+
+
+@pytest.mark.skipif(_native.C is None, reason="needs prunq._C")
+def test_instruction_ceilings_of_the_kernels_here(cpu_isa):
+    """The benchmarks' ceilings: each kind measures where the CPU has it (0 where not), an unknown
+    kind is refused, and the W8A8 kernel's instruction follows the path."""
+    expected = {"portable": "none", "avx2": "vpmaddwd ymm", "avx512": "vpdpbusd zmm", "avx512-novnni": "vpmaddwd zmm"}
+    assert _native.C.packed_gemm_instruction() == expected[cpu_isa]
+    for kind in ("fma_ymm", "fma_zmm", "madd_ymm", "madd_zmm", "dpbusd_zmm"):
+        assert _native.C.instruction_ceiling(kind, 1, 1000) >= 0
+    if cpu_isa != "portable":
+        assert _native.C.instruction_ceiling("madd_ymm", 1, 1000) > 0
+    with pytest.raises(ValueError, match="unknown ceiling kind"):
+        _native.C.instruction_ceiling("vpfoo", 1, 1000)

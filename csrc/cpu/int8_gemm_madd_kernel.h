@@ -5,7 +5,8 @@
 // 4g + 2p + 1); the epilogue adds the two lanes. No pair sum can saturate (|sum| <= 2 * 128^2),
 // unlike vpmaddubsw with one side made unsigned, and no correction term is needed. Per 32
 // multiply-adds this takes two multiply instructions, as vpsignb + vpmaddubsw + vpmaddwd (the
-// other exact way) does, and the widening of w is shared by the rows of a tile.
+// other exact way) does, and the widening of w is shared by the rows of a tile; as register-only
+// loops the two measured the same ceiling (bench/RESULTS.md).
 //
 // Included by an instruction-set translation unit after its vec header, with PRUNQ_ISA naming its
 // namespace and a `Madd` struct in it:
@@ -17,7 +18,7 @@
 //   static Reg broadcast_x(const int16_t* p);          4 int16, repeated
 //   static Reg madd(Reg acc, Reg x, Reg w);            acc + pairwise products
 //   static Reg load(const int32_t* p);  static void store(int32_t* p, Reg r);
-//   static fold(const int32_t* lanes) -> Vec's register: the channel sums of 2 * Vec::width lanes
+//   static <Vec's register> fold(const int32_t* lanes);  channel sums of 2 * Vec::width lanes, as fp32
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -59,8 +60,8 @@ inline Int16Rows widened_rows(const int8_t* x, int64_t m, int64_t k, int64_t kp,
 
 // Adds groups [g0, g1) of an MR x NR tile into `acc` (row stride kPanelLanes, at the lanes of
 // the tile's first register); `first` starts from zero instead; `prefetch`: the tile is its panel's
-// first, which asks for w ahead. Not inlined: inlined into the
-// driver, GCC 12 stored an accumulator to the stack on every group.
+// first, which asks for w ahead. Not inlined, and its loops unrolled by pragma: otherwise GCC 12
+// kept copies of the accumulators, storing one to the stack on every group.
 template <int MR, int NR>
 __attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1,
                                          bool first, bool prefetch, int32_t* acc) {
