@@ -156,9 +156,10 @@ def compare_cuda(quick: bool) -> Table:
             t = {name: median_seconds(lambda _, f=f: f(), "cuda") for name, f in {
                 "w8a8": lambda: w8a8(x), "fp16": lambda: linear(x), "weight-only": lambda: weight_only(x),
                 "quantize": lambda: torch.ops.prunq.quantize_per_token(x)}.items()}
-            with use_backend("cuda"):
-                t["weight-only cuda"] = median_seconds(lambda _: weight_only(x), "cuda")
-                t["quantize cuda"] = median_seconds(lambda _: torch.ops.prunq.quantize_per_token(x), "cuda")
+            if _native.CUDA is not None:  # prunq._cuda is built only where nvcc was found
+                with use_backend("cuda"):
+                    t["weight-only cuda"] = median_seconds(lambda _: weight_only(x), "cuda")
+                    t["quantize cuda"] = median_seconds(lambda _: torch.ops.prunq.quantize_per_token(x), "cuda")
             if m > 16:  # torch._int_mm wants M > 16
                 x_q, _ = torch.ops.prunq.quantize_per_token(x)
                 w_t = w8a8.w_q.t()
@@ -171,8 +172,9 @@ def compare_cuda(quick: bool) -> Table:
                            "-" if int_mm is None else f"{int_mm * 1e3:.3f}",
                            "-" if int_mm is None else f"{100 * int_mm / t['w8a8']:.0f}%",
                            f"{t['weight-only'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only']:.2f}x",
-                           f"{t['weight-only cuda'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only cuda']:.2f}x",
-                           f"{t['quantize'] * 1e6:.1f}", f"{t['quantize cuda'] * 1e6:.1f}"])
+                           *((f"{t['weight-only cuda'] * 1e3:.3f}", f"{t['fp16'] / t['weight-only cuda']:.2f}x")
+                             if "weight-only cuda" in t else ("-", "-")),
+                           f"{t['quantize'] * 1e6:.1f}", f"{t['quantize cuda'] * 1e6:.1f}" if "quantize cuda" in t else "-"])
     return table
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import prunq
+from prunq import _native
 from prunq._backend import use_backend
 
 from .harness import (Table, copies_to_exceed_cache, copy_bandwidth, machine_description, median_seconds,
@@ -49,7 +50,9 @@ def candidates(norm, weight, bias, hidden):
 
 def timed_backends(device: str) -> list[str | None]:
     """prunq's paths to time: on CUDA both kernels, so the table shows which to pick per shape."""
-    return ["cuda", "triton"] if device == "cuda" else [None]
+    if device != "cuda":
+        return [None]
+    return ["cuda", "triton"] if _native.CUDA is not None else ["triton"]  # _cuda is built only with nvcc
 
 
 def compare(device: str, quick: bool) -> Table:

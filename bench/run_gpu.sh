@@ -24,8 +24,12 @@ run() {  # run LOG COMMAND...: the command's output shown and kept in $results/L
 }
 
 if [[ $steps == *build* ]]; then
+  if ! command -v nvcc >/dev/null; then
+    echo "== nvcc not found: prunq._cuda will not be built; its tests skip and its benchmark columns are missing"
+  fi
   run build.log python3 -m pip install --no-build-isolation --no-deps -e .
   run info.txt python3 -m prunq info
+  grep -q "prunq._cuda   loaded" "$results/info.txt" || echo "== prunq._cuda is not loaded (see $results/info.txt)"
 fi
 if [[ $steps == *test* ]]; then
   run tests.log python3 -m pytest -q -rs tests

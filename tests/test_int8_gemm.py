@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import prunq
 from prunq import _native
-from prunq._backend import use_backend
+from prunq._backend import triton_usable, use_backend
 from prunq.formats.int8 import quantize_weight, vnni_pack, weight_only_pack
 from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops import int8_gemm
@@ -474,6 +474,58 @@ def test_k_beyond_exact_int32_accumulation_is_refused():
     w_q = torch.zeros(2, k, dtype=torch.int8)
     with pytest.raises(ValueError, match=f"^x: K = {k}"):
         prunq.ops.int8_dynamic_linear_prepacked(torch.zeros(1, k), w_q, *vnni_pack(w_q), torch.ones(2))
+
+
+def non_finite_backends():
+    """The paths that run here besides the CPU kernels (which cpu_isa covers)."""
+    backends = ["reference"]
+    if triton_usable()[0]:
+        backends.append("triton")
+    return backends
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("backend", non_finite_backends())
+def test_every_path_quantizes_a_non_finite_row_to_zeros(backend, bad):
+    x = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))
+    x[1, 37] = bad
+    with use_backend(backend):
+        q, scale = prunq.ops.quantize_per_token(x)
+        y = prunq.nn.Int8Linear.from_linear(torch.nn.Linear(100, 70))(x)
+    assert q.abs().max() <= 127 and not q[1].any()
+    assert not torch.isfinite(scale[1]) and torch.isfinite(scale[[0, 2]]).all()
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[[0, 2]]).all()
+
+
+@pytest.mark.skipif(not triton_usable()[0], reason=triton_usable()[1])
+def test_triton_quantizes_rows_longer_than_its_chunk():
+    from prunq.triton_kernels.int8_gemm import MAX_QUANTIZE_BLOCK
+
+    x = torch.randn(3, 2 * MAX_QUANTIZE_BLOCK + 5, generator=torch.Generator().manual_seed(0))
+    x[2, -1] = 40  # the row's absmax in its last chunk
+    with use_backend("triton"):
+        q, scale = prunq.ops.quantize_per_token(x)
+    ref_q, ref_scale = quantize_per_token_ref(x)
+    torch.testing.assert_close(q, ref_q, rtol=0, atol=0)
+    torch.testing.assert_close(scale, ref_scale, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("backend", ["triton", None])
+def test_gpu_kernels_run_on_their_tensors_device(backend):
+    """Tensors on cuda:1 while cuda:0 is current: the launch follows the tensors."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(5, 64, generator=g), torch.randn(32, 64, generator=g)
+    w_q, w_scale = quantize_weight(w)
+    expected = int8_weight_only_linear_ref(x, w_q, w_scale)
+    with torch.cuda.device(0), use_backend(backend):
+        got = prunq.ops.int8_weight_only_linear(x.to("cuda:1"), w_q.to("cuda:1"), w_scale.to("cuda:1"))
+        q, scale = prunq.ops.quantize_per_token(x.to("cuda:1"))
+        out, total = prunq.ops.add_layer_norm(x.to("cuda:1"), x.to("cuda:1"))
+    assert got.device == torch.device("cuda:1")
+    torch.testing.assert_close(got.cpu(), expected, **WEIGHT_ONLY[torch.float32])
+    torch.testing.assert_close(q.cpu(), quantize_per_token_ref(x)[0], rtol=0, atol=0)
+    torch.testing.assert_close(out.cpu(), prunq.ops.layernorm.add_layer_norm_ref(x, x)[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])

@@ -1,8 +1,9 @@
 """INT8 GEMM family in Triton: per-token quantization, W8A8 GEMM with the scales (and an optional
 GELU) in the epilogue, and the weight-only GEMM. Same math as prunq.ops.int8_gemm.
 
-On a GPU the GEMMs are autotuned over tile shapes that suit Hopper (wgmma wants BLOCK_M >= 64);
-under the interpreter one small tile is used, since autotuning there would only cost time.
+On a GPU the GEMMs are autotuned over tile shapes that compile without spilling more than a
+stated bound for sm_80 and sm_90a (see INT8_TILES), keyed on M rounded to a power of two; under
+the interpreter one small tile is used, since autotuning there would only cost time.
 """
 
 from __future__ import annotations
@@ -13,42 +14,102 @@ import torch
 import triton
 import triton.language as tl
 
-from .layernorm import _to_storage, wrap_triton
+from .layernorm import _to_storage, num_warps_for, on_device, wrap_triton
 
-MAX_QUANTIZE_COLS = 65536
+# Row chunk of the quantize kernel: longer rows are walked in chunks of this many elements.
+MAX_QUANTIZE_BLOCK = 4096
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # fp32 (x + 1.5 * 2^23) - 1.5 * 2^23 rounds x to an integer, ties to even, for |x| < 2^22; the
-# same on the GPU and in the interpreter (which has no rint).
-_ROUND_MAGIC = 12582912.0
+# same on the GPU and in the interpreter (which has no rint). A jitted function may only read a
+# global that is a tl.constexpr (the interpreter reads any).
+_ROUND_MAGIC = tl.constexpr(12582912.0)
+# GEMM tiles (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps). Each spills at most 512 bytes per
+# thread on sm_80 and none to a few hundred on sm_90a (ptxas, `python -m prunq.triton_kernels.aot
+# --report`); the larger tiles tried (128 x 128 x 128, 128 x 256, 64 x 128) spilled 0.5 to 8 KB.
+INT8_TILES = ((128, 128, 64, 3, 8), (32, 128, 128, 4, 4), (16, 128, 128, 4, 4), (64, 64, 128, 4, 4),
+              (16, 64, 128, 4, 4))
+# fp32 activations multiply in full fp32 (input_precision "ieee"), which needs smaller tiles.
+WEIGHT_ONLY_TILES = {"fp32": ((64, 64, 16, 3, 4), (32, 64, 32, 3, 4), (16, 64, 32, 3, 4)),
+                     "16-bit": ((128, 128, 64, 4, 8), (64, 64, 64, 4, 4), (16, 128, 64, 4, 4), (16, 64, 64, 4, 4))}
 
 
-def _gemm_configs(block_ks):
+def gpu_configs(tiles) -> list:
+    """The autotune configs of `tiles` on a GPU (the AOT compile check compiles each of them)."""
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
+            for m, n, k, s, w in tiles]
+
+
+def _gemm_configs(tiles) -> list:
     if _INTERPRETED:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4}, num_warps=1)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
-            for m, n, k, s, w in ((128, 128, block_ks[1], 4, 8), (128, 256, block_ks[0], 3, 8),
-                                  (64, 128, block_ks[1], 4, 4), (64, 64, block_ks[1], 4, 4),
-                                  (16, 64, block_ks[1], 4, 4), (16, 128, block_ks[0], 4, 4))]
+    return gpu_configs(tiles)
+
+
+def weight_only_tiles(dtype: torch.dtype) -> tuple:
+    return WEIGHT_ONLY_TILES["fp32" if dtype == torch.float32 else "16-bit"]
+
+
+def _weight_only_configs_for_x(configs, named_args, **kwargs):
+    """Autotune pruning: only the tiles of x's dtype."""
+    if _INTERPRETED:
+        return configs
+    allowed = {(m, n, k) for m, n, k, _, _ in weight_only_tiles(named_args["X"].dtype)}
+    return [c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]) in allowed]
+
+
+def m_bucket(m: int) -> int:
+    """M rounded up to a power of two: the autotune key, so that each new prefill length does not
+    tune again (about a second each)."""
+    return triton.next_power_of_2(max(m, 16))
 
 
 @triton.jit
-def _quantize_kernel(X, MUL, Q, SCALE, cols, HAS_MUL: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    offsets = tl.arange(0, BLOCK)
+def _mul_rn(a, b, PTX: tl.constexpr):
+    """a * b rounded to fp32. Compiled, Triton fuses a product and a following add into one FMA,
+    which skips that rounding (q would then differ from the reference's by one step), so on the
+    GPU the product is PTX's mul.rn, which the compiler keeps as it is; the interpreter multiplies
+    in numpy, unfused."""
+    if PTX:
+        return tl.inline_asm_elementwise("mul.rn.f32 $0, $1, $2;", "=f,f,f", [a, b], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return a * b
+
+
+@triton.jit
+def _load_scaled(X, MUL, row, cols, offsets, HAS_MUL: tl.constexpr):
     mask = offsets < cols
     x = tl.load(X + row * cols + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_MUL:
         x = x * tl.load(MUL + offsets, mask=mask, other=0.0)
-    absmax = tl.max(tl.abs(x), axis=0)
-    # A NaN in the row makes its scale NaN (so the row's outputs are NaN) whether or not the max
-    # reduction propagates NaN; the row's q is then 0.
-    has_nan = tl.sum((x != x).to(tl.int32), axis=0) > 0
+    return x
+
+
+@triton.jit
+def _quantize_kernel(X, MUL, Q, SCALE, cols, HAS_MUL: tl.constexpr, BLOCK: tl.constexpr, PTX: tl.constexpr):
+    """One program per row, in chunks of BLOCK: the row's absmax, then its quantization (a second
+    read of the row, from L2), so that any row length fits in registers."""
+    row = tl.program_id(0).to(tl.int64)
+    peak = tl.zeros((BLOCK,), dtype=tl.float32)
+    nans = tl.zeros((BLOCK,), dtype=tl.int32)
+    for start in range(0, cols, BLOCK):
+        x = _load_scaled(X, MUL, row, cols, start + tl.arange(0, BLOCK), HAS_MUL)
+        peak = tl.maximum(peak, tl.abs(x))
+        nans += (x != x).to(tl.int32)
+    absmax = tl.max(peak, axis=0)
+    # A row holding inf or NaN quantizes to zeros, and its scale (inf or NaN) makes its outputs
+    # NaN. NaN is counted rather than left to the max, which may drop it.
+    has_nan = tl.sum(nans, axis=0) > 0
+    finite = (absmax < float("inf")) & ~has_nan
     # True divisions, as in the reference.
-    inv = tl.where((absmax > 0) & ~has_nan, tl.math.div_rn(127.0, tl.where(absmax > 0, absmax, 1.0)), 0.0)
-    v = tl.where(x == x, x * inv, 0.0)
-    v = (v + _ROUND_MAGIC) - _ROUND_MAGIC
-    q = tl.minimum(tl.maximum(v, -127.0), 127.0)
-    tl.store(Q + row * cols + offsets, q.to(tl.int8), mask=mask)
+    inv = tl.where(finite & (absmax > 0), tl.math.div_rn(127.0, tl.where(absmax > 0, absmax, 1.0)), 0.0)
+    for start in range(0, cols, BLOCK):
+        offsets = start + tl.arange(0, BLOCK)
+        x = _load_scaled(X, MUL, row, cols, offsets, HAS_MUL)
+        v = tl.where(finite, _mul_rn(x, inv, PTX), 0.0)
+        v = (v + _ROUND_MAGIC) - _ROUND_MAGIC
+        q = tl.minimum(tl.maximum(v, -127.0), 127.0)
+        tl.store(Q + row * cols + offsets, q.to(tl.int8), mask=offsets < cols)
     tl.store(SCALE + row, tl.where(has_nan, float("nan"), tl.math.div_rn(absmax, 127.0)))
 
 
@@ -83,9 +144,9 @@ def _epilogue(acc, rows, cols, M, N, W_SCALE, BIAS, OUT, HAS_BIAS: tl.constexpr,
     tl.store(OUT + rows[:, None].to(tl.int64) * N + cols[None, :], _to_storage(y, OUT.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_gemm_configs((128, 128)), key=["M", "N", "K"])
+@triton.autotune(configs=_gemm_configs(INT8_TILES), key=["M_BUCKET", "N", "K"])
 @triton.jit
-def _int8_gemm_kernel(X, X_SCALE, W, W_SCALE, BIAS, OUT, M, N, K,
+def _int8_gemm_kernel(X, X_SCALE, W, W_SCALE, BIAS, OUT, M, N, K, M_BUCKET,
                       HAS_BIAS: tl.constexpr, GELU: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     rows, cols, ks, x_ptrs, w_ptrs = _tile(M, N, K, X, W, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
@@ -100,9 +161,10 @@ def _int8_gemm_kernel(X, X_SCALE, W, W_SCALE, BIAS, OUT, M, N, K,
     _epilogue(acc.to(tl.float32) * x_scale[:, None], rows, cols, M, N, W_SCALE, BIAS, OUT, HAS_BIAS, GELU)
 
 
-@triton.autotune(configs=_gemm_configs((64, 64)), key=["M", "N", "K"])
+@triton.autotune(configs=_gemm_configs(WEIGHT_ONLY_TILES["fp32"] + WEIGHT_ONLY_TILES["16-bit"]),
+                 key=["M_BUCKET", "N", "K"], prune_configs_by={"early_config_prune": _weight_only_configs_for_x})
 @triton.jit
-def _weight_only_kernel(X, W, W_SCALE, BIAS, OUT, M, N, K, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+def _weight_only_kernel(X, W, W_SCALE, BIAS, OUT, M, N, K, M_BUCKET, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     rows, cols, ks, x_ptrs, w_ptrs = _tile(M, N, K, X, W, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -128,13 +190,14 @@ def quantize_per_token(x: torch.Tensor, channel_scale: torch.Tensor | None = Non
     """x: contiguous [M, K] float (times channel_scale [K] float32, if given) -> (q int8 [M, K],
     scale float32 [M])."""
     m, k = x.shape
-    if k > MAX_QUANTIZE_COLS:
-        raise ValueError(f"x: the Triton kernel quantizes rows of up to {MAX_QUANTIZE_COLS}, got {k}")
     q = torch.empty((m, k), dtype=torch.int8, device=x.device)
     scale = torch.empty(m, dtype=torch.float32, device=x.device)
     if m > 0:
-        wrap_triton(_quantize_kernel)[(m,)](x, channel_scale if channel_scale is not None else scale, q, scale, k,
-                               HAS_MUL=channel_scale is not None, BLOCK=triton.next_power_of_2(max(k, 1)))
+        block = min(triton.next_power_of_2(max(k, 1)), MAX_QUANTIZE_BLOCK)
+        with on_device(x):
+            wrap_triton(_quantize_kernel)[(m,)](x, channel_scale if channel_scale is not None else scale, q, scale, k,
+                                                HAS_MUL=channel_scale is not None, BLOCK=block, PTX=not _INTERPRETED,
+                                                num_warps=num_warps_for(block, x.element_size()))
     return q, scale
 
 
@@ -144,8 +207,10 @@ def int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, gelu=False) -> torc
     n = w_q.shape[0]
     out = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
     if m > 0 and n > 0:
-        wrap_triton(_int8_gemm_kernel)[_grid(m, n)](x_q, x_scale, w_q, w_scale, bias if bias is not None else w_scale, out,
-                                       m, n, k, HAS_BIAS=bias is not None, GELU=gelu)
+        with on_device(x_q):
+            wrap_triton(_int8_gemm_kernel)[_grid(m, n)](x_q, x_scale, w_q, w_scale,
+                                                        bias if bias is not None else w_scale, out, m, n, k,
+                                                        m_bucket(m), HAS_BIAS=bias is not None, GELU=gelu)
     return out
 
 
@@ -155,6 +220,8 @@ def int8_weight_only_linear(x, w_q, w_scale, bias) -> torch.Tensor:
     n = w_q.shape[0]
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m > 0 and n > 0:
-        wrap_triton(_weight_only_kernel)[_grid(m, n)](x, w_q, w_scale, bias if bias is not None else w_scale, out, m, n, k,
-                                         HAS_BIAS=bias is not None, UPCAST=_INTERPRETED)
+        with on_device(x):
+            wrap_triton(_weight_only_kernel)[_grid(m, n)](x, w_q, w_scale, bias if bias is not None else w_scale, out,
+                                                          m, n, k, m_bucket(m), HAS_BIAS=bias is not None,
+                                                          UPCAST=_INTERPRETED)
     return out

@@ -49,12 +49,15 @@ __global__ void __launch_bounds__(kQuantizeBlock)
 #pragma unroll
   for (int w = 1; w < kQuantizeBlock / 32; ++w) m = nan_max(m, part[w]);
   if (threadIdx.x == 0) scale[blockIdx.x] = m / 127.f;
-  const float inv = m > 0.f ? 127.f / m : 0.f;  // true divisions, as in the reference
+  // A row holding inf or NaN quantizes to zeros; its scale (inf or NaN) makes its outputs NaN.
+  const bool finite = isfinite(m);
+  const float inv = finite && m > 0.f ? 127.f / m : 0.f;  // true divisions, as in the reference
   for (int64_t i = int64_t(threadIdx.x) * VEC; i < cols; i += kQuantizeBlock * VEC) {
     const In p = *reinterpret_cast<const In*>(xr + i);
     Out o;
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) o.v[j] = int8_t(fminf(fmaxf(rintf(to_f(p.v[j]) * inv), -127.f), 127.f));
+    for (int j = 0; j < VEC; ++j)
+      o.v[j] = finite ? int8_t(fminf(fmaxf(rintf(__fmul_rn(to_f(p.v[j]), inv)), -127.f), 127.f)) : int8_t(0);
     *reinterpret_cast<Out*>(qr + i) = o;
   }
 }
