@@ -59,8 +59,9 @@ def _weight_only_configs_for_x(configs, named_args, **kwargs):
 
 def m_bucket(m: int) -> int:
     """M rounded up to a power of two: the autotune key, so that each new prefill length does not
-    tune again (about a second each)."""
-    return triton.next_power_of_2(max(m, 16))
+    tune again (about a second each). A symbolic M (torch.compile with dynamic shapes) is passed
+    as it is rather than made concrete by the rounding."""
+    return triton.next_power_of_2(max(m, 16)) if isinstance(m, int) else m
 
 
 @triton.jit
