@@ -27,11 +27,11 @@ def test_each_recipe_stays_close_to_the_float_model(kind, recipe):
     reference = run(tiny_model(kind), IDS)
     model = prunq.compress(tiny_model(kind), recipe, show_progress=False)
     assert cosine(run(model, IDS), reference) > EXPECTED_COSINE[recipe]
-    plan = parse_recipe(recipe)
+    steps = parse_recipe(recipe).names()
     kinds = {type(m) for m in model.modules()}
-    assert (Int8Linear in kinds) == (plan.quantize is not None)
-    assert (LowRankLinear in kinds) == (plan.lowrank is not None)
-    assert (Int8Embedding in kinds) == plan.embeddings
+    assert (Int8Linear in kinds) == bool(steps & {"int8", "int8-weight-only"})
+    assert (LowRankLinear in kinds) == ("lowrank" in steps)
+    assert (Int8Embedding in kinds) == ("emb8" in steps)
     assert model.prunq_compression["recipe"] == recipe
 
 
@@ -118,3 +118,46 @@ def test_compressing_twice_is_an_error():
         prunq.compress(model, "int8", show_progress=False)
     with pytest.raises(TypeError, match="nn.Module"):
         prunq.compress("bert", "int8")
+
+
+class CountingBatches:
+    """Calibration batches that count the passes over them."""
+
+    def __init__(self, batches):
+        self.batches, self.passes = batches, 0
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.batches)
+
+
+def test_steps_run_in_canonical_order_whatever_order_they_are_written():
+    written = prunq.compress(tiny_model("bert"), "int8+lowrank:0.5", show_progress=False)
+    canonical = prunq.compress(tiny_model("bert"), "lowrank:0.5+int8", show_progress=False)
+    assert [step.name for step in parse_recipe("emb8+int8+lowrank:0.5").steps] == ["lowrank", "int8", "emb8"]
+    assert written.prunq_compression["recipe"] == "int8+lowrank:0.5"
+    assert written.prunq_compression["modules"] == canonical.prunq_compression["modules"]
+    torch.testing.assert_close(run(written, IDS), run(canonical, IDS), rtol=0, atol=0)
+
+
+def test_calibration_statistics_are_collected_in_one_pass_over_the_data():
+    batches = CountingBatches([{"input_ids": IDS}, {"input_ids": IDS.flip(1)}])
+    prunq.compress(tiny_model("bert"), "int8+emb8", calibration=batches, show_progress=False)
+    assert batches.passes == 1
+    batches = CountingBatches([{"input_ids": IDS}])
+    prunq.compress(tiny_model("bert"), "lowrank:0.5+int8", calibration=batches, show_progress=False)
+    assert batches.passes == 2  # int8 smooths the factors, whose inputs exist only after lowrank
+
+
+def test_a_pass_that_finds_nothing_to_take_names_both_steps(monkeypatch):
+    from prunq.compress import passes
+    from prunq.compress.quantize import Quantize
+
+    class AfterQuantize(passes.Pass):
+        """A later pass that takes float Linear layers, which int8 has already replaced."""
+        names, order, makes = ("later",), 99, passes.LINEAR
+
+    monkeypatch.setitem(passes.PASSES, "later", AfterQuantize())
+    assert isinstance(passes.PASSES["int8"], Quantize)
+    with pytest.raises(ValueError, match="'later' takes linear layers, which int8 has already turned"):
+        parse_recipe("later+int8")

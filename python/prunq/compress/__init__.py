@@ -13,17 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
 from torch import nn
 
-from ..nn import Int8Embedding, Int8Linear, LowRankLinear
-from ..nn.lowrank_linear import rank_for_ratio
-from .calibrate import input_absmax, input_grams
-from .fuse_gelu import fuse_gelu
 from .fuse_norms import fuse_norms
-from .progress import progress
+from .passes import LINEAR, Context
 from .recipe import Recipe, parse_recipe
-from .swap import DEFAULT_EXCLUDE, as_linear, is_embedding, is_linear, modules_of_kind, replace, selected
+from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
 RECORD = "prunq_compression"
 
@@ -41,6 +36,10 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         into the weights. Without them int8 needs nothing: activation scales are per token.
     include / exclude: fnmatch patterns over module names ("encoder.layer.*.attention.*");
         by default every Linear except classifier and language-model heads.
+
+    The shared preamble fuses the norms, selects the layers, and collects the calibration
+    statistics the passes ask for in one pass over the data (for every pass up to the first that
+    replaces layers under new names); then the recipe's passes run in their canonical order.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -50,40 +49,31 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
     plan = parse_recipe(recipe)
     include = None if include is None else tuple(include)
     exclude = tuple(exclude)
-    modules: dict[str, dict] = {}
-    gelu_fused: list[str] = []
     fused = fuse_norms(model)
-
-    linears = [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)]
-    if plan.lowrank is not None:
-        grams = input_grams(model, linears, calibration, show_progress) if calibration is not None else {}
-        for name in progress(linears, f"{plan} low-rank", show_progress):
-            module = replace(model, name, lambda m: _low_rank(m, plan.lowrank, grams.get(name)))
-            modules[name] = module.config()
-        linears = [f"{name}.{factor}" for name in linears for factor in ("down", "up")]
-    if plan.quantize is not None:
-        absmax = {}
-        if calibration is not None and plan.quantize == "dynamic":
-            absmax = input_absmax(model, linears, calibration, show_progress)
-        for name in progress(linears, f"{plan} quantize", show_progress):
-            module = replace(model, name, lambda m: Int8Linear.from_linear(as_linear(m), plan.quantize,
-                                                                           absmax.get(name)))
-            modules[name] = module.config()
-        gelu_fused = fuse_gelu(model)
-        for name in gelu_fused:
-            modules[f"{name}.dense"] = model.get_submodule(f"{name}.dense").config()
-    if plan.embeddings:
-        for name, _ in modules_of_kind(model, is_embedding):
-            if include is None or selected(name, include, ()):
-                modules[name] = replace(model, name, Int8Embedding.from_embedding).config()
-
-    setattr(model, RECORD, {"recipe": plan.text, "fused": fused, "gelu_fused": gelu_fused, "modules": modules})
+    context = Context(
+        model, plan.text, calibration,
+        linears=[name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
+        embeddings=[name for name, _ in modules_of_kind(model, is_embedding)
+                    if include is None or selected(name, include, ())],
+        show_progress=show_progress)
+    context.collect(_statistics_before_renaming(plan), context.linears)
+    for step in plan.steps:
+        step.kind.run(context, step.argument)
+    setattr(model, RECORD, {"recipe": plan.text, "fused": fused, "gelu_fused": context.gelu_fused,
+                            "modules": context.modules})
     return model
 
 
-def _low_rank(module: nn.Module, ratio: float, gram: torch.Tensor | None) -> LowRankLinear:
-    linear = as_linear(module)
-    return LowRankLinear.from_linear(linear, rank_for_ratio(ratio, linear.out_features, linear.in_features), gram)
+def _statistics_before_renaming(plan: Recipe) -> set[str]:
+    """The statistics of the model's own Linear inputs that the passes will ask for, up to the
+    first pass that replaces layers by others."""
+    kinds: set[str] = set()
+    for step in plan.steps:
+        if step.kind.takes == LINEAR:
+            kinds |= step.kind.statistics(step.argument)
+        if step.kind.renames:
+            break
+    return kinds
 
 
 __all__ = ["DEFAULT_EXCLUDE", "Recipe", "compress", "parse_recipe"]

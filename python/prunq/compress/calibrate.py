@@ -40,27 +40,36 @@ def _observe_inputs(model: nn.Module, names: list[str], calibration: Iterable, s
         raise ValueError("calibration: no batches")
 
 
-def input_grams(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool) -> dict[str, torch.Tensor]:
-    """{name: mean of x x^T over every input row x [K] the module `name` received}, in float64."""
-    sums: dict[str, torch.Tensor] = {}
+def input_statistics(model: nn.Module, names: list[str], kinds: list[str], calibration: Iterable,
+                     show_progress: bool) -> dict[tuple[str, str], torch.Tensor]:
+    """{(kind, name): statistic} of every input row x [K] the module `name` received, for each
+    kind, from one pass over the calibration batches:
+        gram    mean of x x^T [K, K], float64 (low-rank factorisation fitted to the inputs)
+        absmax  max |x[k]| per input channel, float32 (SmoothQuant)
+        norm    the L2 norm of each input channel over all rows, float32 (Wanda pruning)"""
+    unknown = set(kinds) - {"gram", "absmax", "norm"}
+    if unknown:
+        raise ValueError(f"kinds: unknown statistics {sorted(unknown)}")
+    sums: dict[tuple[str, str], torch.Tensor] = {}
     counts: dict[str, int] = {}
 
     def record(name, rows):
-        rows = rows.double()
-        sums[name] = sums.get(name, 0) + rows.T @ rows
         counts[name] = counts.get(name, 0) + rows.shape[0]
+        for kind in kinds:
+            if kind == "gram":
+                value = rows.double().T @ rows.double()
+            elif kind == "absmax":
+                value = rows.abs().amax(0).float()
+            else:
+                value = rows.double().pow(2).sum(0)
+            key = (kind, name)
+            if key not in sums:
+                sums[key] = value
+            elif kind == "absmax":
+                sums[key] = torch.maximum(sums[key], value)
+            else:
+                sums[key] = sums[key] + value
 
     _observe_inputs(model, names, calibration, show_progress, record)
-    return {name: sums[name] / counts[name] for name in sums}
-
-
-def input_absmax(model: nn.Module, names: list[str], calibration: Iterable, show_progress: bool) -> dict[str, torch.Tensor]:
-    """{name: max |x[k]| per input channel k over every input row the module `name` received}."""
-    peaks: dict[str, torch.Tensor] = {}
-
-    def record(name, rows):
-        peak = rows.abs().amax(0).float()
-        peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
-
-    _observe_inputs(model, names, calibration, show_progress, record)
-    return peaks
+    finish = {"gram": lambda v, n: v / n, "absmax": lambda v, n: v, "norm": lambda v, n: v.sqrt().float()}
+    return {(kind, name): finish[kind](value, counts[name]) for (kind, name), value in sums.items()}

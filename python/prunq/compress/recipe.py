@@ -6,15 +6,19 @@
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
     2:4, csr:S, binary pruning and binarization recipes whose kernels prunq does not have yet
 
-Steps compose where a kernel runs the result: "lowrank:0.5+int8" quantizes both factors,
-"int8+emb8" also shrinks the embedding tables. A combination no kernel runs is an error.
+Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
+canonical order whatever order the steps are written in, and compose where a kernel runs the
+result: "lowrank:0.5+int8" quantizes both factors, "int8+emb8" also shrinks the embedding
+tables. A combination in which a pass finds nothing it can take is an error naming both steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-QUANTIZE = {"int8": "dynamic", "int8-weight-only": "weight_only"}
+from . import embeddings, lowrank, quantize  # noqa: F401 - each registers its pass
+from .passes import FLOAT_KINDS, PASSES, Pass
+
 NOT_YET = {
     "2:4": "2:4 sparsity needs Sparse24Linear and the sparse24 kernels",
     "csr": "CSR sparsity needs CSRLinear and the csr kernels",
@@ -23,48 +27,55 @@ NOT_YET = {
 
 
 @dataclass(frozen=True)
+class Step:
+    name: str  # as written: "int8", "lowrank"
+    text: str  # "lowrank:0.5"
+    kind: Pass
+    argument: object
+
+
+@dataclass(frozen=True)
 class Recipe:
     text: str
-    quantize: str | None = None  # Int8Linear mode
-    lowrank: float | None = None  # fraction of parameters kept
-    embeddings: bool = False
+    steps: tuple[Step, ...]  # in canonical order
 
     def __str__(self) -> str:
         return self.text
 
-
-def _fraction(step: str, value: str) -> float:
-    try:
-        fraction = float(value)
-    except ValueError:
-        raise ValueError(f"recipe: {step!r} expects a number after ':', got {value!r}") from None
-    if not 0 < fraction <= 1:
-        raise ValueError(f"recipe: {step!r} expects a fraction in (0, 1], got {fraction}")
-    return fraction
+    def names(self) -> set[str]:
+        return {step.name for step in self.steps}
 
 
 def parse_recipe(text: str) -> Recipe:
     """Parses and checks a recipe string; every error names the step at fault."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"recipe: expected a string such as 'int8' or 'lowrank:0.5+int8', got {text!r}")
-    quantize = lowrank = None
-    embeddings = False
-    for step in (part.strip() for part in text.split("+")):
-        name, _, value = step.partition(":")
-        missing = NOT_YET.get(step, NOT_YET.get(name))
+    steps: list[Step] = []
+    for part in (part.strip() for part in text.split("+")):
+        name, _, value = part.partition(":")
+        missing = NOT_YET.get(part, NOT_YET.get(name))
         if missing:
-            raise ValueError(f"recipe: {step!r} is not available yet: {missing}, which prunq does not have")
-        if name in QUANTIZE and not value:
-            if quantize is not None:
-                raise ValueError(f"recipe: {text!r} quantizes twice; choose one of {', '.join(QUANTIZE)}")
-            quantize = QUANTIZE[name]
-        elif name == "lowrank":
-            if lowrank is not None:
-                raise ValueError(f"recipe: {text!r} has two lowrank steps")
-            lowrank = _fraction(step, value)
-        elif step == "emb8":
-            embeddings = True
-        else:
-            known = ", ".join([*QUANTIZE, "lowrank:R", "emb8"])
-            raise ValueError(f"recipe: unknown step {step!r}; the steps are {known}")
-    return Recipe(text.strip(), quantize, lowrank, embeddings)
+            raise ValueError(f"recipe: {part!r} is not available yet: {missing}, which prunq does not have")
+        kind = PASSES.get(name)
+        if kind is None:
+            known = ", ".join(sorted({*PASSES} - {"lowrank"} | {"lowrank:R"}))
+            raise ValueError(f"recipe: unknown step {part!r}; the steps are {known}")
+        if any(step.kind is kind for step in steps):
+            raise ValueError(f"recipe: {text!r} {kind.repeated}")
+        steps.append(Step(name, part, kind, kind.parse(name, value)))
+    steps.sort(key=lambda step: step.kind.order)
+    _check_kinds(text, steps)
+    return Recipe(text.strip(), tuple(steps))
+
+
+def _check_kinds(text: str, steps: list[Step]) -> None:
+    """Each pass must find layers of the kind it takes, left by the model or an earlier pass."""
+    available = dict.fromkeys(FLOAT_KINDS, "the model")
+    for step in steps:
+        if step.kind.takes not in available:
+            made = [earlier.text for earlier in steps[:steps.index(step)] if earlier.kind.takes == step.kind.takes]
+            raise ValueError(f"recipe: {text!r}: {step.text!r} takes {step.kind.takes} layers, which "
+                             f"{made[-1] if made else 'no earlier step'} has already turned into something else")
+        if step.kind.makes != step.kind.takes:
+            del available[step.kind.takes]
+            available[step.kind.makes] = step.text

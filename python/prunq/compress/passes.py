@@ -1,0 +1,89 @@
+"""The passes of a recipe: each kind of compression step is a Pass in its own module of this
+package, registered under its recipe name.
+
+A pass says what it parses (the text after "name:"), the kinds of layer it takes and what it
+turns them into (so that a recipe can be checked before any work starts), its place in the
+canonical order, and the calibration statistics it needs; `run` then does the work on a Context
+shared by the passes of one compress() call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .calibrate import input_statistics
+
+# Layer kinds a pass takes and makes.
+LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "int8 embedding"
+FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
+
+PASSES: dict[str, Pass] = {}
+
+
+class Pass:
+    """One kind of step. Subclasses set the class attributes and implement run()."""
+
+    names: tuple[str, ...] = ()   # recipe names ("int8", "int8-weight-only")
+    order: int = 0                # canonical position: lower runs first
+    takes: str = LINEAR           # the kind of layer it acts on
+    makes: str = LINEAR           # what those layers are afterwards
+    renames: bool = False         # replaces layers by others under new names (later passes see those)
+    repeated: str = "repeats a step"  # the error for two steps of this pass
+
+    def parse(self, name: str, value: str):
+        """The step's argument from its text after ':' (empty if none); raise ValueError."""
+        if value:
+            raise ValueError(f"recipe: {name!r} takes no ':' argument, got {name}:{value}")
+        return name
+
+    def statistics(self, argument) -> frozenset[str]:
+        """Input statistics it uses when calibration data is given ("gram", "absmax", "norm")."""
+        return frozenset()
+
+    def run(self, context: Context, argument) -> None:
+        raise NotImplementedError
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    instance = cls()
+    for name in cls.names:
+        PASSES[name] = instance
+    return cls
+
+
+@dataclass
+class Context:
+    """What the passes of one compress() call share: the model, the names of the layers each
+    pass acts on (updated as passes replace layers), the calibration data and the statistics
+    already collected from it, and the record of what was done."""
+
+    model: nn.Module
+    recipe: str
+    calibration: Iterable | None
+    linears: list[str]
+    embeddings: list[str]
+    show_progress: bool
+    modules: dict[str, dict] = field(default_factory=dict)
+    gelu_fused: list[str] = field(default_factory=list)
+    _statistics: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+
+    def collect(self, kinds: Iterable[str], names: list[str]) -> None:
+        """Collects the statistics `kinds` of the inputs of the layers `names` that are not
+        collected yet, all in one pass over the calibration data."""
+        if self.calibration is None:
+            return
+        wanted = {(kind, name) for kind in kinds for name in names} - self._statistics.keys()
+        if wanted:
+            found = input_statistics(self.model, sorted({name for _, name in wanted}), sorted({k for k, _ in wanted}),
+                                     self.calibration, self.show_progress)
+            self._statistics.update({key: found[key] for key in wanted})
+
+    def statistic(self, kind: str, name: str) -> torch.Tensor | None:
+        """A statistic of layer `name`'s inputs (collecting it if needed), or None without
+        calibration data."""
+        self.collect([kind], [name])
+        return self._statistics.get((kind, name))
