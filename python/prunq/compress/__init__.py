@@ -11,12 +11,15 @@ GEMM's epilogue. What was done is recorded on the model, for prunq.save.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterable
 
 from torch import nn
 
 from .fuse_norms import fuse_norms
 from .passes import LINEAR, Context
+from .prune import prune
 from .recipe import Recipe, parse_recipe
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
@@ -76,4 +79,14 @@ def _statistics_before_renaming(plan: Recipe) -> set[str]:
     return kinds
 
 
-__all__ = ["DEFAULT_EXCLUDE", "Recipe", "compress", "parse_recipe"]
+class _CompressModule(types.ModuleType):
+    """prunq.compress is this package and its main function at once: `prunq.compress(model,
+    recipe)` compresses, and `prunq.compress.prune` and the other tools are its attributes."""
+
+    def __call__(self, *args, **kwargs) -> nn.Module:
+        return compress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CompressModule
+
+__all__ = ["DEFAULT_EXCLUDE", "Recipe", "compress", "parse_recipe", "prune"]
