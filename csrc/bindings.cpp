@@ -15,6 +15,7 @@
 #include "cpu/ceilings.h"
 #include "cpu/int8_gemm.h"
 #include "cpu/layernorm.h"
+#include "cpu/sparse24.h"
 
 namespace py = pybind11;
 using namespace prunq;
@@ -123,6 +124,20 @@ void gather_dequantize_rows(uintptr_t ids, int64_t count, uintptr_t w, uintptr_t
                               rows, dim, as_ptr<void>(out), dtype, num_threads);
 }
 
+// values_type: a float dtype code, or 3 for int8 values (then w_scale is required).
+void sparse24_linear(uintptr_t x, int dtype, uintptr_t values, int values_type, uintptr_t meta, uintptr_t w_scale,
+                     uintptr_t bias, uintptr_t out, int64_t m, int64_t n, int64_t k, int num_threads) {
+  check(m >= 0 && n >= 0 && k >= 0, "sparse24_linear: negative size");
+  check(values_type >= 0 && values_type <= 3, "sparse24_linear: unknown values type");
+  check(values_type != 3 || w_scale != 0, "sparse24_linear: int8 values need w_scale");
+  cpu::Sparse24Args args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const void>(values),
+                         cpu::Values(values_type), as_ptr<const uint8_t>(meta), as_ptr<const float>(w_scale),
+                         as_ptr<const float>(bias), as_ptr<void>(out), m, n, k, num_threads};
+  if (m == 0 || n == 0) return;
+  const GilRelease release(m * n * k / 2);
+  cpu::sparse24_linear(args);
+}
+
 void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
   check(n >= 0 && k >= 0, "pack_int8_vnni: negative size");
   py::gil_scoped_release release;
@@ -162,6 +177,10 @@ PYBIND11_MODULE(_C, m) {
         "out[i] = w[ids[i]] * scale[ids[i]] from an int8 table with one scale per row; IndexError for a bad id",
         py::arg("ids"), py::arg("count"), py::arg("w"), py::arg("scale"), py::arg("rows"), py::arg("dim"),
         py::arg("out"), py::arg("out_dtype"), py::arg("num_threads"));
+  m.def("sparse24_linear", &sparse24_linear,
+        "y = x @ W.T + bias, W 2:4 sparse in prunq's portable layout (values, meta)", py::arg("x"), py::arg("dtype"),
+        py::arg("values"), py::arg("values_type"), py::arg("meta"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
+        py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",

@@ -3,6 +3,8 @@
 from .int8_gemm import (int8_dynamic_linear_prepacked, int8_linear, int8_linear_prepacked, int8_weight_only_linear,
                         int8_weight_only_linear_prepacked, quantize_per_token)
 from .layernorm import add_layer_norm, add_rms_norm
+from .sparse24 import sparse24_linear, sparse24_pack
 
 __all__ = ["add_layer_norm", "add_rms_norm", "int8_dynamic_linear_prepacked", "int8_linear", "int8_linear_prepacked",
-           "int8_weight_only_linear", "int8_weight_only_linear_prepacked", "quantize_per_token"]
+           "int8_weight_only_linear", "int8_weight_only_linear_prepacked", "quantize_per_token", "sparse24_linear",
+           "sparse24_pack"]

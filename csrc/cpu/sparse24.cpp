@@ -1,0 +1,67 @@
+#include "sparse24.h"
+
+#include <array>
+#include <cstring>
+
+#include "../common/cpu_features.h"
+#include "vec_portable.h"
+
+namespace prunq::cpu::portable {
+namespace {
+
+// The portable Gather: eight lanes in an array the compiler may vectorise.
+struct Gather {
+  static constexpr int kValues = 8;
+  using Reg = std::array<float, kValues>;
+  using Positions = std::array<int, kValues>;
+  static Reg zero() { return {}; }
+  static Positions positions(const uint8_t* meta) {
+    Positions pos;
+    for (int i = 0; i < kValues; ++i) pos[i] = 4 * (i / 2) + ((meta[i / 4] >> (2 * (i % 4))) & 3);
+    return pos;
+  }
+  static Reg pick(const float* x, const Positions& pos) {
+    Reg r;
+    for (int i = 0; i < kValues; ++i) r[i] = x[pos[i]];
+    return r;
+  }
+  template <class T> static Reg load_values(const T* v) {
+    Reg r;
+    for (int i = 0; i < kValues; ++i) r[i] = to_float(v[i]);
+    return r;
+  }
+  static Reg load_values(const int8_t* v) {
+    Reg r;
+    for (int i = 0; i < kValues; ++i) r[i] = float(v[i]);
+    return r;
+  }
+  static Reg fma(const Reg& a, const Reg& b, Reg c) {
+    for (int i = 0; i < kValues; ++i) c[i] += a[i] * b[i];
+    return c;
+  }
+  static float sum(const Reg& r) {
+    float s = 0.f;
+    for (float v : r) s += v;
+    return s;
+  }
+};
+
+}  // namespace
+}  // namespace prunq::cpu::portable
+
+#define PRUNQ_ISA portable
+#include "sparse24_kernel.h"
+
+namespace prunq::cpu {
+
+void sparse24_linear_portable(const Sparse24Args& a) { portable::sparse24_linear(a); }
+
+void sparse24_linear(const Sparse24Args& a) {
+#if PRUNQ_X86
+  if (active_isa() == Isa::avx512) return sparse24_linear_avx512(a);
+  if (active_isa() == Isa::avx2) return sparse24_linear_avx2(a);
+#endif
+  sparse24_linear_portable(a);
+}
+
+}  // namespace prunq::cpu

@@ -1,0 +1,110 @@
+// The 2:4 GEMM written once over a per-instruction-set `Gather` struct. A row of W is walked in
+// chunks of Gather::kValues values (kValues / 2 groups, 2 * kValues k): the chunk's positions,
+// decoded from its meta bytes once for every row of x, pick each value's x out of the chunk's
+// 2 * kValues elements of x with a register permute, and one FMA per row of x multiplies them.
+// At one row of x this reads 9/16 of the bytes of a dense bf16 weight (5/16 with int8 values).
+// Included by each instruction-set translation unit after its vec header and its Gather:
+//   using Reg;  static constexpr int kValues;
+//   static Reg zero();
+//   static auto positions(const uint8_t* meta);                 the chunk's kValues / 4 meta bytes
+//   static Reg pick(const float* x, positions);                 x[4 (i / 2) + position i], i < kValues
+//   template <class T> static Reg load_values(const T* v);      kValues values as fp32 (T: float,
+//                                                               bf16, f16 or int8_t)
+//   static Reg fma(Reg a, Reg b, Reg c);  static float sum(Reg r);
+// with PRUNQ_ISA naming its namespace.
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+#include "../common/parallel.h"
+#include "padded_rows.h"
+#include "sparse24.h"
+
+namespace prunq::cpu::PRUNQ_ISA {
+namespace {
+
+constexpr int kSparseRows = 4;  // rows of x sharing each chunk's decoded positions
+
+template <class V> inline float to_value(V v) { return to_float(v); }
+inline float to_value(int8_t v) { return float(v); }
+
+using FloatRows = std::unique_ptr<float[], FreeDeleter>;
+
+template <class T>
+FloatRows sparse24_rows(const T* x, int64_t m, int64_t k, int64_t kp, int num_threads) {
+  FloatRows rows(static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (size_t(m * kp) * 4 + 63) / 64 * 64))));
+  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      for (int64_t i = 0; i < k; ++i) rows[r * kp + i] = to_float(x[r * k + i]);
+      std::fill(rows.get() + r * kp + k, rows.get() + (r + 1) * kp, 0.f);
+    }
+  });
+  return rows;
+}
+
+// dots[i] = x row i . W row n, for MR rows from x (row stride kp).
+template <int MR, class V>
+void sparse24_dots(const float* x, int64_t kp, const V* values, const uint8_t* meta, float dots[MR]) {
+  typename Gather::Reg acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = Gather::zero();
+  constexpr int kChunkK = 2 * Gather::kValues;
+  int64_t c = 0;
+  for (; c + kChunkK <= kp; c += kChunkK) {
+    const auto pos = Gather::positions(meta + c / 8);
+    const auto w = Gather::load_values(values + c / 2);
+    for (int i = 0; i < MR; ++i) acc[i] = Gather::fma(Gather::pick(x + i * kp + c, pos), w, acc[i]);
+  }
+  for (int i = 0; i < MR; ++i) dots[i] = Gather::sum(acc[i]);
+  for (; c < kp; c += 8) {  // the last groups, two at a time (one meta byte)
+    for (int g = 0; g < 2; ++g) {
+      const int code = (meta[c / 8] >> (4 * g)) & 0xF;
+      const float w0 = to_value(values[c / 2 + 2 * g]), w1 = to_value(values[c / 2 + 2 * g + 1]);
+      for (int i = 0; i < MR; ++i)
+        dots[i] += w0 * x[i * kp + c + 4 * g + (code & 3)] + w1 * x[i * kp + c + 4 * g + (code >> 2)];
+    }
+  }
+}
+
+template <class T, class V>
+void sparse24_typed(const Sparse24Args& a) {
+  const int64_t kp = (a.k + 7) / 8 * 8;
+  const FloatRows x = sparse24_rows(static_cast<const T*>(a.x), a.m, a.k, kp, a.num_threads);
+  const auto* values = static_cast<const V*>(a.values);
+  // Every row of W holds the same number of values, so an even split of rows balances the work.
+  const int64_t min_rows = 1 + (int64_t(1) << 17) / std::max<int64_t>(1, a.m * kp / 2);
+  parallel_for(a.n, a.num_threads, min_rows, [&](int64_t n_begin, int64_t n_end) {
+    for (int64_t r = 0; r < a.m; r += kSparseRows) {
+      const int rows = int(std::min<int64_t>(kSparseRows, a.m - r));
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        float dots[kSparseRows];
+        with_rows<kSparseRows>(rows, [&](auto mr) {
+          sparse24_dots<mr>(x.get() + r * kp, kp, values + n * (kp / 2), a.meta + n * (kp / 8), dots);
+        });
+        const float scale = a.w_scale ? a.w_scale[n] : 1.f, bias = a.bias ? a.bias[n] : 0.f;
+        for (int i = 0; i < rows; ++i) static_cast<T*>(a.out)[(r + i) * a.n + n] = from_float<T>(dots[i] * scale + bias);
+      }
+    }
+  });
+}
+
+template <class T>
+void sparse24_values(const Sparse24Args& a) {
+  switch (a.value_type) {
+    case Values::f32: return sparse24_typed<T, float>(a);
+    case Values::bf16: return sparse24_typed<T, bf16>(a);
+    case Values::f16: return sparse24_typed<T, f16>(a);
+    case Values::i8: return sparse24_typed<T, int8_t>(a);
+  }
+}
+
+}  // namespace
+
+inline void sparse24_linear(const Sparse24Args& a) {
+  switch (a.dtype) {
+    case DType::f32: return sparse24_values<float>(a);
+    case DType::bf16: return sparse24_values<bf16>(a);
+    case DType::f16: return sparse24_values<f16>(a);
+  }
+}
+
+}  // namespace prunq::cpu::PRUNQ_ISA

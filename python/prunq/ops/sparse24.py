@@ -1,0 +1,159 @@
+"""2:4 semi-structured sparse linear layers.
+
+    sparse24_pack(w) -> (values, meta)
+        w [N, K] with at most two non-zeros in every group of four along K; values [N, Kp / 2] in
+        w's dtype (int8 for an int8 w), meta [N, Kp / 8] uint8 with the positions, Kp = K rounded
+        up to a multiple of 8 (prunq.formats.sparse24 describes the layout).
+    sparse24_linear(x, values, meta, bias=None, w_scale=None) -> y
+        y = x @ unpack(values, meta).T + bias in x's dtype, accumulated in fp32; with int8 values,
+        the weight is unpack(values, meta) * w_scale[:, None] (weight-only: x stays float).
+
+x: [..., K] float32, bfloat16 or float16; values float (any of the three) or int8; bias and
+w_scale [N] float32. CPU tensors run on prunq._C (portable, AVX2, AVX-512): a row of W is read
+in chunks whose values pick their x by register permutes, so one row of x reads only the kept
+weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes). Other devices run the
+reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _native
+from .._backend import forced_backend
+from ..formats import sparse24 as layout
+from . import _eager
+from ._library import lib
+
+lib.define("sparse24_pack(Tensor w) -> (Tensor, Tensor)")
+lib.define("sparse24_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias, Tensor? w_scale) -> Tensor")
+
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_VALUE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2, torch.int8: 3}
+
+
+def _check_pack(w):
+    if w.dtype not in _VALUE_CODES:
+        raise TypeError(f"w: expected float32, bfloat16, float16 or int8, got {w.dtype}")
+    if w.dim() != 2:
+        raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
+
+
+def _check_linear(x, values, meta, bias, w_scale):
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
+    if x.dim() == 0:
+        raise ValueError("x: expected at least one dimension")
+    if values.dtype not in _VALUE_CODES:
+        raise TypeError(f"values: expected float32, bfloat16, float16 or int8, got {values.dtype}")
+    k = x.shape[-1]
+    if values.dim() != 2 or values.shape[1] != layout.padded_k(k) // 2:
+        raise ValueError(f"values: expected [N, {layout.padded_k(k) // 2}] for x's K = {k}, "
+                         f"got shape {tuple(values.shape)}")
+    n = values.shape[0]
+    if meta.dtype != torch.uint8:
+        raise TypeError(f"meta: expected uint8 (from sparse24_pack), got {meta.dtype}")
+    if meta.shape != (n, layout.padded_k(k) // 8):
+        raise ValueError(f"meta: expected shape ({n}, {layout.padded_k(k) // 8}) to match values, "
+                         f"got {tuple(meta.shape)}")
+    if (values.dtype == torch.int8) != (w_scale is not None):
+        raise ValueError("w_scale: expected [N] float32 with int8 values, and none with float values")
+    for name, t in (("bias", bias), ("w_scale", w_scale)):
+        if t is None:
+            continue
+        if t.dtype != torch.float32:
+            raise TypeError(f"{name}: expected float32, got {t.dtype}")
+        if t.shape != (n,):
+            raise ValueError(f"{name}: expected shape ({n},), got {tuple(t.shape)}")
+    for name, t in (("values", values), ("meta", meta), ("bias", bias), ("w_scale", w_scale)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name}: expected a tensor on {x.device} like x, got {t.device}")
+
+
+@torch.library.register_fake("prunq::sparse24_pack")
+def _(w):
+    _check_pack(w)
+    n, k = w.shape
+    kp = layout.padded_k(k)
+    return w.new_empty((n, kp // 2)), w.new_empty((n, kp // 8), dtype=torch.uint8)
+
+
+@torch.library.register_fake("prunq::sparse24_linear")
+def _(x, values, meta, bias, w_scale):
+    _check_linear(x, values, meta, bias, w_scale)
+    return x.new_empty((*x.shape[:-1], values.shape[0]))
+
+
+# --- reference: the specification ------------------------------------------------------------
+
+
+def sparse24_pack_ref(w):
+    return layout.pack(w)
+
+
+def sparse24_linear_ref(x, values, meta, bias=None, w_scale=None):
+    w = layout.unpack(values, meta, x.shape[-1]).double()
+    if w_scale is not None:
+        w = w * w_scale.double()[:, None]
+    y = x.double() @ w.T
+    if bias is not None:
+        y = y + bias.double()
+    return y.to(x.dtype)
+
+
+# --- device kernels ----------------------------------------------------------------------------
+
+
+def _native_linear(x, values, meta, bias, w_scale):
+    k = x.shape[-1]
+    x2 = _native.native_tensor(x.reshape(math.prod(x.shape[:-1]), k), "x", x.dtype, x.device)
+    v = _native.native_tensor(values, "values", values.dtype, x.device)
+    positions = _native.native_tensor(meta, "meta", torch.uint8, x.device)
+    scale = None if w_scale is None else _native.native_tensor(w_scale, "w_scale", torch.float32, x.device)
+    b = None if bias is None else _native.native_tensor(bias, "bias", torch.float32, x.device)
+    out = _native.empty_output((x2.shape[0], values.shape[0]), x.dtype, x.device)
+    _native.C.sparse24_linear(x2.data_ptr(), _native.dtype_code(x.dtype), v.data_ptr(), _VALUE_CODES[values.dtype],
+                              positions.data_ptr(), _native.address(scale), _native.address(b), out.data_ptr(),
+                              x2.shape[0], values.shape[0], k, torch.get_num_threads())
+    return out.view(*x.shape[:-1], values.shape[0])
+
+
+def _native_path(device_type: str) -> bool:
+    return device_type == "cpu" and _native.C is not None and forced_backend() in (None, "native")
+
+
+def _pack(w):
+    _check_pack(w)
+    return sparse24_pack_ref(w)
+
+
+def _linear(x, values, meta, bias, w_scale):
+    _check_linear(x, values, meta, bias, w_scale)
+    layout.check(values, meta, x.shape[-1])
+    if _native_path(x.device.type):
+        return _native_linear(x, values, meta, bias, w_scale)
+    return sparse24_linear_ref(x, values, meta, bias, w_scale)
+
+
+for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
+    lib.impl("sparse24_pack", _pack, _key)
+    lib.impl("sparse24_linear", _linear, _key)
+
+
+# --- public functions ---------------------------------------------------------------------------
+
+
+def sparse24_pack(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, meta) of a 2:4 weight w [N, K]; ValueError naming the first row and group with
+    more than two non-zeros."""
+    return torch.ops.prunq.sparse24_pack(w)
+
+
+def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, bias: torch.Tensor | None = None,
+                    w_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ unpack(values, meta).T (times w_scale per channel for int8 values) + bias."""
+    if _eager.direct(x, values, meta, bias, w_scale):
+        return _linear(x, values, meta, bias, w_scale)
+    return torch.ops.prunq.sparse24_linear(x, values, meta, bias, w_scale)

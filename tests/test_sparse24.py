@@ -1,0 +1,106 @@
+"""sparse24_pack and sparse24_linear: the 2:4 format and its CPU kernels against the reference."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import prunq
+from prunq._backend import use_backend
+from prunq.formats import sparse24 as layout
+from prunq.ops.sparse24 import sparse24_linear_ref
+
+from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
+
+VALUE_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8]
+X_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def two_of_four(n, k, generator, dtype=torch.float32, density=1.0):
+    """A random 2:4 weight; density < 1 also zeroes some of the kept weights."""
+    w = torch.randn(n, k, generator=generator)
+    prunq.compress.prune(w, pattern="2:4")
+    w = w * (torch.rand(n, k, generator=generator) < density)
+    return (w * 40).round().to(torch.int8) if dtype == torch.int8 else w.to(dtype)
+
+
+def tolerance(x_dtype):
+    # fp32 sums in a different order; 16-bit outputs round once more.
+    return {torch.float32: dict(rtol=1e-5, atol=1e-4), torch.bfloat16: dict(rtol=2e-2, atol=5e-2),
+            torch.float16: dict(rtol=2e-3, atol=1e-2)}[x_dtype]
+
+
+cases = st.fixed_dictionaries({
+    "shape": st.one_of(st.sampled_from(GEMM_UNALIGNED),
+                       st.tuples(st.sampled_from(GEMM_M_SWEEP), st.integers(1, 200), st.integers(1, 40))),
+    "values": st.sampled_from(VALUE_DTYPES), "x": st.sampled_from(X_DTYPES),
+    "density": st.sampled_from([1.0, 0.5, 0.0]), "seed": st.integers(0, 2**16),
+    "strided": st.booleans(), "bias": st.booleans(),
+})
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases)
+def test_matches_the_dense_reference(cpu_isa, case):
+    (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
+    w = two_of_four(n, k, g, case["values"], case["density"])
+    values, meta = prunq.ops.sparse24_pack(w)
+    assert torch.equal(layout.unpack(values, meta, k), w)
+    x = torch.randn(m, k + 3, generator=g).to(case["x"])
+    x = x[:, 1:-2] if case["strided"] else x[:, :k].contiguous()
+    w_scale = torch.rand(n, generator=g) * 0.05 if case["values"] == torch.int8 else None
+    bias = torch.randn(n, generator=g) if case["bias"] else None
+    got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
+    assert got.dtype == x.dtype and got.shape == (m, n)
+    torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(case["x"]))
+
+
+def test_three_dimensional_x_and_empty_rows():
+    g = torch.Generator().manual_seed(0)
+    w = two_of_four(6, 20, g)
+    values, meta = prunq.ops.sparse24_pack(w)
+    x = torch.randn(2, 3, 20, generator=g)
+    torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta), x @ w.T, rtol=1e-5, atol=1e-5)
+    assert prunq.ops.sparse24_linear(torch.zeros(0, 20), values, meta).shape == (0, 6)
+
+
+def test_the_op_agrees_with_torch_ops_and_passes_opcheck():
+    g = torch.Generator().manual_seed(1)
+    w = two_of_four(9, 36, g)
+    values, meta = prunq.ops.sparse24_pack(w)
+    x, bias = torch.randn(4, 36, generator=g), torch.randn(9, generator=g)
+    torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta, bias),
+                               torch.ops.prunq.sparse24_linear(x, values, meta, bias, None), rtol=0, atol=0)
+    torch.library.opcheck(torch.ops.prunq.sparse24_linear, (x, values, meta, bias, None))
+    torch.library.opcheck(torch.ops.prunq.sparse24_pack, (w,))
+    with use_backend("reference"):
+        torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta, bias), x @ w.T + bias,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_a_weight_with_three_non_zeros_in_a_group_names_it():
+    w = torch.zeros(4, 16)
+    w[2, 8:11] = 1.0
+    with pytest.raises(ValueError, match=r"^w: row 2, group 2 \(k 8 to 11\) holds 3"):
+        prunq.ops.sparse24_pack(w)
+
+
+def test_bad_inputs_name_the_argument():
+    values, meta = prunq.ops.sparse24_pack(two_of_four(4, 16, torch.Generator().manual_seed(2)))
+    x = torch.randn(2, 16)
+    bad = [
+        (TypeError, "x", (x.double(), values, meta)),
+        (ValueError, "values", (torch.randn(2, 24), values, meta)),
+        (TypeError, "meta", (x, values, meta.to(torch.int32))),
+        (ValueError, "meta", (x, values, meta[:3])),
+        (ValueError, "w_scale", (x, values.to(torch.int8), meta)),
+        (ValueError, "w_scale", (x, values, meta, None, torch.ones(4))),
+        (ValueError, "bias", (x, values, meta, torch.ones(5))),
+    ]
+    for error, name, args in bad:
+        with pytest.raises(error, match=f"^{name}:"):
+            prunq.ops.sparse24_linear(*args)
+    corrupted = meta.clone()
+    corrupted[1, 0] = 0x00  # both positions 0: two values at one place
+    with pytest.raises(ValueError, match="^meta: row 1, group 0"):
+        prunq.ops.sparse24_linear(x, values, corrupted)
