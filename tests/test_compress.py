@@ -8,7 +8,7 @@ from torch import nn
 import prunq
 from prunq.compress.fuse_norms import fuse_norms
 from prunq.compress.recipe import parse_recipe
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 
 from .models import ARCHITECTURES, cosine, run, tiny_model
 
@@ -18,7 +18,7 @@ IDS = torch.randint(0, 100, (2, 11), generator=torch.Generator().manual_seed(0))
 # steps lose about 1/254 of each value's range; low rank loses far more on random weights, whose
 # flat singular spectra are the worst case for truncation (a trained model's decay faster).
 EXPECTED_COSINE = {"int8": 0.995, "int8-weight-only": 0.999, "int8+emb8": 0.995,
-                   "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75}
+                   "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75, "2:4": 0.85, "2:4+int8": 0.85}
 
 
 @pytest.mark.parametrize("recipe", list(EXPECTED_COSINE))
@@ -29,9 +29,14 @@ def test_each_recipe_stays_close_to_the_float_model(kind, recipe):
     assert cosine(run(model, IDS), reference) > EXPECTED_COSINE[recipe]
     steps = parse_recipe(recipe).names()
     kinds = {type(m) for m in model.modules()}
-    assert (Int8Linear in kinds) == bool(steps & {"int8", "int8-weight-only"})
+    quantized = bool(steps & {"int8", "int8-weight-only"})
+    assert (Int8Linear in kinds) == (quantized and "2:4" not in steps)
+    assert (Sparse24Linear in kinds) == ("2:4" in steps)
     assert (LowRankLinear in kinds) == ("lowrank" in steps)
     assert (Int8Embedding in kinds) == ("emb8" in steps)
+    if "2:4" in steps:
+        sparse = [m for m in model.modules() if isinstance(m, Sparse24Linear)]
+        assert all((m.values.dtype == torch.int8) == quantized for m in sparse)
     assert model.prunq_compression["recipe"] == recipe
 
 
@@ -100,8 +105,8 @@ def test_calibration_runs_batches_through_the_model():
 
 
 @pytest.mark.parametrize("recipe,message", [
-    ("2:4", "not available yet"), ("csr:0.9", "not available yet"), ("binary", "not available yet"),
-    ("2:4+int8", "not available yet"), ("int8+int8-weight-only", "quantizes twice"), ("lowrank:2", r"\(0, 1\]"),
+    ("csr:0.9", "not available yet"), ("binary", "not available yet"), ("csr:0.9+int8", "not available yet"),
+    ("int8+int8-weight-only", "quantizes twice"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
     ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
 ])
 def test_bad_recipes_are_clear_errors(recipe, message):
@@ -155,9 +160,21 @@ def test_a_pass_that_finds_nothing_to_take_names_both_steps(monkeypatch):
 
     class AfterQuantize(passes.Pass):
         """A later pass that takes float Linear layers, which int8 has already replaced."""
-        names, order, makes = ("later",), 99, passes.LINEAR
+        names, order, makes = ("later",), 99, {passes.LINEAR: passes.LINEAR}
 
     monkeypatch.setitem(passes.PASSES, "later", AfterQuantize())
     assert isinstance(passes.PASSES["int8"], Quantize)
     with pytest.raises(ValueError, match="'later' takes linear layers, which int8 has already turned"):
         parse_recipe("later+int8")
+
+
+def test_two_of_four_with_calibration_prunes_by_wanda_and_round_trips(tmp_path):
+    batches = [{"input_ids": IDS}, {"input_ids": IDS.flip(1)}]
+    model = prunq.compress(tiny_model("llama"), "2:4+int8", calibration=batches, show_progress=False)
+    magnitude = prunq.compress(tiny_model("llama"), "2:4+int8", show_progress=False)
+    name = "layers.0.mlp.down_proj"
+    assert not torch.equal(model.get_submodule(name).meta, magnitude.get_submodule(name).meta)
+    assert cosine(run(model, IDS), run(tiny_model("llama"), IDS)) > EXPECTED_COSINE["2:4+int8"]
+    prunq.save(model, tmp_path / "m.safetensors")
+    loaded = prunq.load(tmp_path / "m.safetensors", tiny_model("llama"))
+    assert torch.equal(run(loaded, IDS), run(model, IDS))

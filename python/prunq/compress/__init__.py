@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from torch import nn
 
 from .fuse_norms import fuse_norms
-from .passes import LINEAR, Context
+from .passes import EMBEDDING, LINEAR, Context
 from .prune import prune
 from .recipe import Recipe, parse_recipe
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
@@ -32,7 +32,8 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
     """Compresses `model` in place and returns it.
 
     recipe: steps joined by '+' (see prunq.compress.recipe): "int8", "int8-weight-only",
-        "lowrank:0.5", "emb8", and combinations such as "lowrank:0.5+int8" or "int8+emb8".
+        "lowrank:0.5", "2:4", "emb8", and combinations such as "lowrank:0.5+int8", "2:4+int8" or
+        "int8+emb8".
     calibration: optional batches (each a dict of model keyword arguments, or a tensor passed
         as the first argument). lowrank uses them to factorise for the inputs the layers really
         see; int8 (dynamic) uses them for SmoothQuant, moving the activations' outlier channels
@@ -53,13 +54,12 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
     include = None if include is None else tuple(include)
     exclude = tuple(exclude)
     fused = fuse_norms(model)
-    context = Context(
-        model, plan.text, calibration,
-        linears=[name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
-        embeddings=[name for name, _ in modules_of_kind(model, is_embedding)
+    context = Context(model, plan.text, calibration, layers={
+        LINEAR: [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
+        EMBEDDING: [name for name, _ in modules_of_kind(model, is_embedding)
                     if include is None or selected(name, include, ())],
-        show_progress=show_progress)
-    context.collect(_statistics_before_renaming(plan), context.linears)
+    }, show_progress=show_progress)
+    context.collect(_statistics_before_renaming(plan), context.layers[LINEAR])
     for step in plan.steps:
         step.kind.run(context, step.argument)
     setattr(model, RECORD, {"recipe": plan.text, "fused": fused, "gelu_fused": context.gelu_fused,
@@ -72,9 +72,9 @@ def _statistics_before_renaming(plan: Recipe) -> set[str]:
     first pass that replaces layers by others."""
     kinds: set[str] = set()
     for step in plan.steps:
-        if step.kind.takes == LINEAR:
+        if LINEAR in step.kind.makes:
             kinds |= step.kind.statistics(step.argument)
-        if step.kind.renames:
+        if step.kind.renames or step.kind.makes.get(LINEAR, LINEAR) != LINEAR:
             break
     return kinds
 

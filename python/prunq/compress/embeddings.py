@@ -11,10 +11,10 @@ from .swap import replace
 class Embeddings(Pass):
     names = ("emb8",)
     order = 40
-    takes = EMBEDDING
-    makes = INT8_EMBEDDING
+    makes = {EMBEDDING: INT8_EMBEDDING}
     repeated = "has two emb8 steps"
 
     def run(self, context: Context, _) -> None:
-        for name in context.embeddings:
+        for name in context.layers[EMBEDDING]:
             context.modules[name] = replace(context.model, name, Int8Embedding.from_embedding).config()
+        context.layers[INT8_EMBEDDING], context.layers[EMBEDDING] = context.layers[EMBEDDING], []

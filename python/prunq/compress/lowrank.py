@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..nn import LowRankLinear
 from ..nn.lowrank_linear import rank_for_ratio
-from .passes import Context, Pass, register
+from .passes import LINEAR, Context, Pass, register
 from .progress import progress
 from .swap import as_linear, replace
 
@@ -36,11 +36,12 @@ class LowRank(Pass):
         return frozenset({"gram"})
 
     def run(self, context: Context, ratio: float) -> None:
-        context.collect(self.statistics(ratio), context.linears)
-        for name in progress(context.linears, f"{context.recipe} low-rank", context.show_progress):
+        names = context.layers[LINEAR]
+        context.collect(self.statistics(ratio), names)
+        for name in progress(names, f"{context.recipe} low-rank", context.show_progress):
             def factorise(module):
                 linear = as_linear(module)
                 rank = rank_for_ratio(ratio, linear.out_features, linear.in_features)
                 return LowRankLinear.from_linear(linear, rank, context.statistic("gram", name))
             context.modules[name] = replace(context.model, name, factorise).config()
-        context.linears = [f"{name}.{factor}" for name in context.linears for factor in ("down", "up")]
+        context.layers[LINEAR] = [f"{name}.{factor}" for name in names for factor in ("down", "up")]

@@ -19,6 +19,7 @@ from .calibrate import input_statistics
 
 # Layer kinds a pass takes and makes.
 LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "int8 embedding"
+SPARSE24 = "2:4 linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
 PASSES: dict[str, Pass] = {}
@@ -29,8 +30,7 @@ class Pass:
 
     names: tuple[str, ...] = ()   # recipe names ("int8", "int8-weight-only")
     order: int = 0                # canonical position: lower runs first
-    takes: str = LINEAR           # the kind of layer it acts on
-    makes: str = LINEAR           # what those layers are afterwards
+    makes: dict[str, str] = {LINEAR: LINEAR}  # kind of layer it acts on -> what those become
     renames: bool = False         # replaces layers by others under new names (later passes see those)
     repeated: str = "repeats a step"  # the error for two steps of this pass
 
@@ -64,8 +64,7 @@ class Context:
     model: nn.Module
     recipe: str
     calibration: Iterable | None
-    linears: list[str]
-    embeddings: list[str]
+    layers: dict[str, list[str]]  # kind -> names of the layers of that kind the passes act on
     show_progress: bool
     modules: dict[str, dict] = field(default_factory=dict)
     gelu_fused: list[str] = field(default_factory=list)

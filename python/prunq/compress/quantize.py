@@ -1,13 +1,17 @@
 """int8 and int8-weight-only — Linear -> Int8Linear (per-channel int8 weights). int8 (W8A8,
 activations quantized per token) moves the activations' outlier channels into the weights
 (SmoothQuant) when calibration data is given, and runs BERT's intermediate GELU in the GEMM's
-epilogue."""
+epilogue. After 2:4, the sparse layers' kept values become int8 with per-channel scales
+(weight-only in both modes: no kernel multiplies int8 activations by a 2:4 weight)."""
 
 from __future__ import annotations
 
-from ..nn import Int8Linear
+from torch import nn
+
+from ..formats import sparse24
+from ..nn import Int8Linear, Sparse24Linear
 from .fuse_gelu import fuse_gelu
-from .passes import INT8_LINEAR, Context, Pass, register
+from .passes import INT8_LINEAR, LINEAR, SPARSE24, Context, Pass, register
 from .progress import progress
 from .swap import as_linear, replace
 
@@ -18,7 +22,7 @@ MODES = {"int8": "dynamic", "int8-weight-only": "weight_only"}
 class Quantize(Pass):
     names = tuple(MODES)
     order = 30
-    makes = INT8_LINEAR
+    makes = {LINEAR: INT8_LINEAR, SPARSE24: SPARSE24}
     repeated = f"quantizes twice; choose one of {', '.join(MODES)}"
 
     def parse(self, name: str, value: str) -> str:
@@ -29,11 +33,28 @@ class Quantize(Pass):
         return frozenset({"absmax"} if mode == "dynamic" else ())
 
     def run(self, context: Context, mode: str) -> None:
-        context.collect(self.statistics(mode), context.linears)
-        for name in progress(context.linears, f"{context.recipe} quantize", context.show_progress):
+        names = context.layers[LINEAR]
+        context.collect(self.statistics(mode), names)
+        for name in progress(names, f"{context.recipe} quantize", context.show_progress):
             absmax = context.statistic("absmax", name) if mode == "dynamic" else None
             module = replace(context.model, name, lambda m: Int8Linear.from_linear(as_linear(m), mode, absmax))
+            context.modules[name] = module.config()
+        context.layers[INT8_LINEAR], context.layers[LINEAR] = names, []
+        for name in context.layers.get(SPARSE24, []):
+            module = replace(context.model, name, _int8_values)
             context.modules[name] = module.config()
         context.gelu_fused = fuse_gelu(context.model)
         for name in context.gelu_fused:
             context.modules[f"{name}.dense"] = context.model.get_submodule(f"{name}.dense").config()
+
+
+def _int8_values(module: Sparse24Linear) -> Sparse24Linear:
+    """The same 2:4 layer with its kept values as int8, one scale per output channel."""
+    dense = sparse24.unpack(module.values, module.meta, module.in_features).float()
+    if module.w_scale is not None:
+        dense = dense * module.w_scale[:, None]
+    linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, device=dense.device)
+    linear.weight.data = dense
+    if module.bias is not None:
+        linear.bias.data = module.bias.detach().clone()
+    return Sparse24Linear.from_linear(linear, int8=True)  # already 2:4: pruning keeps it as it is

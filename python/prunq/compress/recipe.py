@@ -4,7 +4,9 @@
     int8-weight-only   Linear -> Int8Linear(mode="weight_only")
     lowrank:R          Linear -> LowRankLinear keeping R of the weight's parameters (0 < R <= 1)
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
-    2:4, csr:S, binary pruning and binarization recipes whose kernels prunq does not have yet
+    2:4                Linear -> Sparse24Linear: two of every four weights along K kept (Wanda
+                       with calibration data, magnitude without); "2:4+int8" stores them as int8
+    csr:S, binary      pruning and binarization recipes whose kernels prunq does not have yet
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
 canonical order whatever order the steps are written in, and compose where a kernel runs the
@@ -16,11 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import embeddings, lowrank, quantize  # noqa: F401 - each registers its pass
+from . import embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
 NOT_YET = {
-    "2:4": "2:4 sparsity needs Sparse24Linear and the sparse24 kernels",
     "csr": "CSR sparsity needs CSRLinear and the csr kernels",
     "binary": "binary weights need BinaryLinear and the binary kernels",
 }
@@ -52,7 +53,8 @@ def parse_recipe(text: str) -> Recipe:
         raise ValueError(f"recipe: expected a string such as 'int8' or 'lowrank:0.5+int8', got {text!r}")
     steps: list[Step] = []
     for part in (part.strip() for part in text.split("+")):
-        name, _, value = part.partition(":")
+        # A pass named with a colon ("2:4") is matched whole; otherwise ':' starts the argument.
+        name, _, value = (part, "", "") if part in PASSES else part.partition(":")
         missing = NOT_YET.get(part, NOT_YET.get(name))
         if missing:
             raise ValueError(f"recipe: {part!r} is not available yet: {missing}, which prunq does not have")
@@ -69,13 +71,16 @@ def parse_recipe(text: str) -> Recipe:
 
 
 def _check_kinds(text: str, steps: list[Step]) -> None:
-    """Each pass must find layers of the kind it takes, left by the model or an earlier pass."""
+    """Each pass must find layers of a kind it takes, left by the model or an earlier pass."""
     available = dict.fromkeys(FLOAT_KINDS, "the model")
-    for step in steps:
-        if step.kind.takes not in available:
-            made = [earlier.text for earlier in steps[:steps.index(step)] if earlier.kind.takes == step.kind.takes]
-            raise ValueError(f"recipe: {text!r}: {step.text!r} takes {step.kind.takes} layers, which "
+    for index, step in enumerate(steps):
+        takes = [kind for kind in step.kind.makes if kind in available]
+        if not takes:
+            wanted = next(iter(step.kind.makes))
+            made = [earlier.text for earlier in steps[:index] if wanted in earlier.kind.makes]
+            raise ValueError(f"recipe: {text!r}: {step.text!r} takes {wanted} layers, which "
                              f"{made[-1] if made else 'no earlier step'} has already turned into something else")
-        if step.kind.makes != step.kind.takes:
-            del available[step.kind.takes]
-            available[step.kind.makes] = step.text
+        for kind in takes:
+            del available[kind]
+        for kind in takes:
+            available[step.kind.makes[kind]] = step.text

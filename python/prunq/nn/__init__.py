@@ -4,5 +4,6 @@ from .int8_embedding import Int8Embedding
 from .int8_linear import Int8Linear
 from .layernorm import AddLayerNorm, AddRMSNorm
 from .lowrank_linear import LowRankLinear
+from .sparse24_linear import Sparse24Linear
 
-__all__ = ["AddLayerNorm", "AddRMSNorm", "Int8Embedding", "Int8Linear", "LowRankLinear"]
+__all__ = ["AddLayerNorm", "AddRMSNorm", "Int8Embedding", "Int8Linear", "LowRankLinear", "Sparse24Linear"]

@@ -142,6 +142,15 @@ for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("sparse24_linear", _linear, _key)
 
 
+def direct_linear(x, values, meta, bias=None, w_scale=None):
+    """For a module that checked its packing when it was built or loaded: the CPU kernel for an
+    eager call (see _eager), or None where x must take the op (which checks everything)."""
+    if x.dtype not in _FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
+            not values.is_cpu or not meta.is_cpu):
+        return None
+    return _native_linear(x, values, meta, bias, w_scale)
+
+
 # --- public functions ---------------------------------------------------------------------------
 
 
