@@ -26,7 +26,7 @@ from torch import nn
 import prunq
 from prunq import _native
 from prunq.formats.int8 import quantize_weight
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 from prunq.ops.int8_gemm import quantize_per_token_ref
 
 from .harness import Table, machine_description
@@ -68,6 +68,9 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
     token = torch.tensor([[2023]])
     fbgemm = quantize_dynamic(wide)
     weight, bias = layer_norm.weight, layer_norm.bias
+    pruned = linear.weight.detach().clone()
+    prunq.compress.prune(pruned, pattern="2:4")
+    values, meta = prunq.ops.sparse24_pack(pruned)
     return [
         ("add_layer_norm op", "F.layer_norm(x + r)",
          lambda: lambda: prunq.ops.add_layer_norm(x, residual, weight, bias),
@@ -102,6 +105,12 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
         ("Int8Embedding", "nn.Embedding",
          lambda: (lambda m: lambda: m(token))(Int8Embedding.from_embedding(embedding)),
          lambda: embedding(token)),
+        ("sparse24_linear op", "F.linear fp32",
+         lambda: lambda: prunq.ops.sparse24_linear(x, values, meta, linear.bias),
+         lambda: F.linear(x, linear.weight, linear.bias)),
+        (f"Sparse24Linear {HIDDEN}->{WIDE}", "nn.Linear fp32",
+         lambda: (lambda m: lambda: m(x))(Sparse24Linear.from_linear(wide)),
+         lambda: wide(x)),
         (f"LowRankLinear rank {HIDDEN // 4}", "nn.Linear fp32",
          lambda: (lambda m: lambda: m(x))(LowRankLinear.from_linear(linear, HIDDEN // 4)),
          lambda: linear(x)),

@@ -24,6 +24,7 @@ namespace prunq::cpu::PRUNQ_ISA {
 namespace {
 
 constexpr int kSparseRows = 4;  // rows of x sharing each chunk's decoded positions
+constexpr int64_t kBlockBytes = 256 << 10;  // values of W read by every tile of rows in turn
 
 template <class V> inline float to_value(V v) { return to_float(v); }
 inline float to_value(int8_t v) { return float(v); }
@@ -72,16 +73,21 @@ void sparse24_typed(const Sparse24Args& a) {
   const auto* values = static_cast<const V*>(a.values);
   // Every row of W holds the same number of values, so an even split of rows balances the work.
   const int64_t min_rows = 1 + (int64_t(1) << 17) / std::max<int64_t>(1, a.m * kp / 2);
+  // Rows of W in blocks that stay in L2 while every tile of rows of x passes them.
+  const int64_t block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(1, kp / 2 * int64_t(sizeof(V))));
   parallel_for(a.n, a.num_threads, min_rows, [&](int64_t n_begin, int64_t n_end) {
-    for (int64_t r = 0; r < a.m; r += kSparseRows) {
-      const int rows = int(std::min<int64_t>(kSparseRows, a.m - r));
-      for (int64_t n = n_begin; n < n_end; ++n) {
-        float dots[kSparseRows];
-        with_rows<kSparseRows>(rows, [&](auto mr) {
-          sparse24_dots<mr>(x.get() + r * kp, kp, values + n * (kp / 2), a.meta + n * (kp / 8), dots);
-        });
-        const float scale = a.w_scale ? a.w_scale[n] : 1.f, bias = a.bias ? a.bias[n] : 0.f;
-        for (int i = 0; i < rows; ++i) static_cast<T*>(a.out)[(r + i) * a.n + n] = from_float<T>(dots[i] * scale + bias);
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += block) {
+      const int64_t n1 = std::min(n_end, n0 + block);
+      for (int64_t r = 0; r < a.m; r += kSparseRows) {
+        const int rows = int(std::min<int64_t>(kSparseRows, a.m - r));
+        for (int64_t n = n0; n < n1; ++n) {
+          float dots[kSparseRows];
+          with_rows<kSparseRows>(rows, [&](auto mr) {
+            sparse24_dots<mr>(x.get() + r * kp, kp, values + n * (kp / 2), a.meta + n * (kp / 8), dots);
+          });
+          const float scale = a.w_scale ? a.w_scale[n] : 1.f, bias = a.bias ? a.bias[n] : 0.f;
+          for (int i = 0; i < rows; ++i) static_cast<T*>(a.out)[(r + i) * a.n + n] = from_float<T>(dots[i] * scale + bias);
+        }
       }
     }
   });

@@ -1,0 +1,71 @@
+"""2:4 semi-structured GEMM against the dense GEMM of the same dtype.
+
+    python -m bench.bench_sparse24 [--quick]     comparison table (Markdown)
+
+prunq.nn.Sparse24Linear (float values in x's dtype, and int8 values) against nn.Linear in fp32
+and bf16 and prunq's dense int8 weight-only Int8Linear, timed in turns, median of the runs. Up
+to M = 16 each candidate rotates among enough weight sets to exceed the last-level cache (the
+decode case reads its weights from memory); beyond, one set. On the CPU only: torch's own 2:4
+kernels (to_sparse_semi_structured) run on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+from torch import nn
+
+import prunq
+from prunq.nn import Int8Linear, Sparse24Linear
+
+from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description
+from .shapes import SPARSE, SPARSE_QUICK
+
+
+def in_turns(modules, x):
+    turn = itertools.cycle(modules)
+    return lambda: next(turn)(x)
+
+
+def candidates(m, k, n, copies=1):
+    torch.manual_seed(0)
+    linears = [nn.Linear(k, n) for _ in range(copies)]
+    for linear in linears:
+        prunq.compress.prune(linear, pattern="2:4")
+    x = torch.randn(m, k)
+    x16 = x.bfloat16()
+    return {
+        "2:4 fp32": in_turns([Sparse24Linear.from_linear(linear) for linear in linears], x),
+        "dense fp32": in_turns(linears[:max(1, copies // 4)], x),
+        "2:4 bf16": in_turns([Sparse24Linear.from_linear(linear).bfloat16() for linear in linears], x16),
+        "dense bf16": in_turns([nn.Linear(k, n).bfloat16() for _ in range(max(1, copies // 2))], x16),
+        "2:4 int8": in_turns([Sparse24Linear.from_linear(linear, int8=True) for linear in linears], x),
+        "dense int8": in_turns([Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x),
+    }
+
+
+def compare(quick: bool) -> Table:
+    table = Table(f"2:4 GEMM against the dense GEMM of the same dtype: {machine_description('cpu')}; weight sets "
+                  "rotated beyond the last-level cache up to M = 16",
+                  ["M x K x N", "2:4 fp32 ms", "vs dense fp32", "2:4 bf16 ms", "vs dense bf16", "2:4 int8 ms",
+                   "vs dense int8 weight-only"], baseline="the dense GEMM of the same dtype")
+    for m, k, n in SPARSE_QUICK if quick else SPARSE:
+        repeats = 3 if quick or m * k * n > 2**32 else 9
+        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 else 1
+        with torch.no_grad():
+            t = interleaved_medians(candidates(m, k, n, copies), repeats)
+        row = [f"{m}x{k}x{n}"]
+        for kind in ("fp32", "bf16", "int8"):
+            ratio = t[f"dense {kind}"] / t[f"2:4 {kind}"]
+            row += [f"{t[f'2:4 {kind}'] * 1e3:.3f}", f"{ratio:.2f}x"]
+            table.speedups[f"2:4 {kind} {m}x{k}x{n}"] = ratio
+        table.rows.append(row)
+    return table
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
+    print(compare(parser.parse_args().quick).markdown())
