@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prunq
-from prunq._backend import use_backend
+from prunq._backend import triton_usable, use_backend
 from prunq.formats import sparse24 as layout
 from prunq.ops.sparse24 import sparse24_linear_ref
 
@@ -104,3 +104,19 @@ def test_bad_inputs_name_the_argument():
     corrupted[1, 0] = 0x00  # both positions 0: two values at one place
     with pytest.raises(ValueError, match="^meta: row 1, group 0"):
         prunq.ops.sparse24_linear(x, values, corrupted)
+
+
+@pytest.mark.skipif(not triton_usable()[0], reason=triton_usable()[1])
+@pytest.mark.parametrize("values_dtype", VALUE_DTYPES)
+@pytest.mark.parametrize("x_dtype", X_DTYPES)
+def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
+    g = torch.Generator().manual_seed(3)
+    for m, k, n in [(1, 13, 5), (3, 64, 33), (17, 100, 40)]:
+        w = two_of_four(n, k, g, values_dtype, density=0.7)
+        values, meta = prunq.ops.sparse24_pack(w)
+        x = torch.randn(m, k, generator=g).to(x_dtype)
+        w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        bias = torch.randn(n, generator=g)
+        with use_backend("triton"):
+            got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
+        torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(x_dtype))

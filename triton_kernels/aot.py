@@ -28,7 +28,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import int8_gemm, layernorm
+from . import int8_gemm, layernorm, sparse24
 
 ARCHS = (80, 90)
 # Spill bytes per thread (stores) a shipped variant may have: the tiles and row lengths are chosen
@@ -106,6 +106,20 @@ def variants():
                 "M": "i32", "N": "i32", "K": "i32", "M_BUCKET": "i32"}),
                 {"HAS_BIAS": True, "UPCAST": False, **config.kwargs},
                 {"num_warps": config.num_warps, "num_stages": config.num_stages})
+
+    yield from _sparse24_variants()
+
+
+def _sparse24_variants():
+    kernel = sparse24._sparse24_kernel
+    for x_type in DTYPES:
+        for values_type, has_scale in (*((value, False) for value in DTYPES), ("i8", True)):
+            for block_m, block_n, block_j, warps in sparse24.TILES:
+                yield Variant("sparse24_linear", kernel, _signature(kernel, {
+                    "X": f"*{x_type}", "VALUES": f"*{values_type}", "META": "*u8", "W_SCALE": "*fp32",
+                    "BIAS": "*fp32", "OUT": f"*{x_type}", "M": "i32", "N": "i32", "K": "i32", "KP": "i32"}),
+                    {"HAS_SCALE": has_scale, "HAS_BIAS": True, "BLOCK_M": block_m, "BLOCK_N": block_n,
+                     "BLOCK_J": block_j}, {"num_warps": warps})
 
 
 def compile_variant(variant: Variant, arch: int):

@@ -11,8 +11,9 @@
 x: [..., K] float32, bfloat16 or float16; values float (any of the three) or int8; bias and
 w_scale [N] float32. CPU tensors run on prunq._C (portable, AVX2, AVX-512): a row of W is read
 in chunks whose values pick their x by register permutes, so one row of x reads only the kept
-weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes). Other devices run the
-reference.
+weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes). CUDA tensors run the
+Triton kernel (triton_kernels/sparse24.py, written for few rows of x; torch's own 2:4 kernels for
+large M are not wired in yet); other devices the reference.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import torch
 
 from .. import _native
-from .._backend import forced_backend
+from .._backend import forced_backend, triton_usable
 from ..formats import sparse24 as layout
 from . import _eager
 from ._library import lib
@@ -120,8 +121,39 @@ def _native_linear(x, values, meta, bias, w_scale):
     return out.view(*x.shape[:-1], values.shape[0])
 
 
-def _native_path(device_type: str) -> bool:
-    return device_type == "cpu" and _native.C is not None and forced_backend() in (None, "native")
+def _triton_linear(x, values, meta, bias, w_scale):
+    from ..triton_kernels.sparse24 import sparse24_linear as kernel
+
+    k = x.shape[-1]
+    y = kernel(x.reshape(math.prod(x.shape[:-1]), k).contiguous(), values.contiguous(), meta.contiguous(),
+               None if bias is None else bias.contiguous(), None if w_scale is None else w_scale.contiguous())
+    return y.view(*x.shape[:-1], values.shape[0])
+
+
+@torch.compiler.assume_constant_result
+def _route(device_type: str) -> str:
+    """"native" (prunq._C) for CPU tensors, "triton" for CUDA ones, "reference" elsewhere, as
+    PRUNQ_BACKEND allows. Constant within a compiled graph."""
+    backend = forced_backend()
+    if backend == "reference" or device_type not in ("cpu", "cuda"):
+        return "reference"
+    if backend == "cuda":
+        raise RuntimeError("PRUNQ_BACKEND=cuda: the 2:4 family has no CUDA C++ kernel (Triton runs it)")
+    if backend == "triton" or device_type == "cuda":
+        usable, reason = triton_usable()
+        if usable:
+            return "triton"
+        if backend == "triton":
+            raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
+        return "reference"
+    if _native.C is None:
+        if backend == "native":
+            raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
+        return "reference"
+    return "native"
+
+
+_PATHS = {"native": _native_linear, "triton": _triton_linear, "reference": sparse24_linear_ref}
 
 
 def _pack(w):
@@ -132,9 +164,7 @@ def _pack(w):
 def _linear(x, values, meta, bias, w_scale):
     _check_linear(x, values, meta, bias, w_scale)
     layout.check(values, meta, x.shape[-1])
-    if _native_path(x.device.type):
-        return _native_linear(x, values, meta, bias, w_scale)
-    return sparse24_linear_ref(x, values, meta, bias, w_scale)
+    return _PATHS[_route(x.device.type)](x, values, meta, bias, w_scale)
 
 
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
