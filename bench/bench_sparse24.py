@@ -1,12 +1,12 @@
 """2:4 semi-structured GEMM against the dense GEMM of the same dtype.
 
-    python -m bench.bench_sparse24 [--quick]     comparison table (Markdown)
+    python -m bench.bench_sparse24 [--quick] [--device cpu|cuda]   comparison table (Markdown)
 
 prunq.nn.Sparse24Linear (float values in x's dtype, and int8 values) against nn.Linear in fp32
 and bf16 and prunq's dense int8 weight-only Int8Linear, timed in turns, median of the runs. Up
 to M = 16 each candidate rotates among enough weight sets to exceed the last-level cache (the
-decode case reads its weights from memory); beyond, one set. On the CPU only: torch's own 2:4
-kernels (to_sparse_semi_structured) run on CUDA.
+decode case reads its weights from memory); beyond, one set. On CUDA (--device cuda): the Triton
+kernel against fp16 cuBLAS and torch's own 2:4 kernels (to_sparse_semi_structured).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 import prunq
 from prunq.nn import Int8Linear, Sparse24Linear
 
-from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description
+from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
 from .shapes import SPARSE, SPARSE_QUICK
 
 
@@ -65,7 +65,37 @@ def compare(quick: bool) -> Table:
     return table
 
 
+def compare_cuda(quick: bool) -> Table:
+    """Sparse24Linear (Triton, fp16) against fp16 nn.Linear (cuBLAS) and torch's own 2:4 kernels
+    (to_sparse_semi_structured: cuSPARSELt or CUTLASS), CUDA-event medians."""
+    from torch.sparse import to_sparse_semi_structured
+
+    table = Table(f"2:4 GEMM on {machine_description('cuda')}: prunq's Triton kernel against fp16 cuBLAS and "
+                  "torch's semi-structured kernels", ["M x K x N", "prunq ms", "vs fp16", "torch 2:4 ms", "vs torch 2:4"],
+                  baseline="fp16 nn.Linear")
+    for m, k, n in SPARSE_QUICK if quick else SPARSE:
+        torch.manual_seed(0)
+        linear = nn.Linear(k, n, device="cuda", dtype=torch.float16)
+        prunq.compress.prune(linear, pattern="2:4")
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        ours = Sparse24Linear.from_linear(linear)
+        times = {"prunq": median_seconds(lambda _: ours(x), "cuda"), "fp16": median_seconds(lambda _: linear(x), "cuda")}
+        try:
+            sparse_weight = to_sparse_semi_structured(linear.weight.detach())
+            times["torch"] = median_seconds(lambda _: torch.nn.functional.linear(x, sparse_weight), "cuda")
+        except (RuntimeError, ValueError):  # shapes or devices torch's kernels do not take
+            pass
+        torch_time = times.get("torch")
+        table.speedups[f"2:4 {m}x{k}x{n}"] = times["fp16"] / times["prunq"]
+        table.rows.append([f"{m}x{k}x{n}", f"{times['prunq'] * 1e3:.3f}", f"{times['fp16'] / times['prunq']:.2f}x",
+                           "-" if torch_time is None else f"{torch_time * 1e3:.3f}",
+                           "-" if torch_time is None else f"{torch_time / times['prunq']:.2f}x"])
+    return table
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    print(compare(parser.parse_args().quick).markdown())
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    print((compare_cuda(args.quick) if args.device == "cuda" else compare(args.quick)).markdown())
