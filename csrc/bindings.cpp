@@ -13,6 +13,7 @@
 #include "common/checks.h"
 #include "common/cpu_features.h"
 #include "cpu/ceilings.h"
+#include "cpu/csr.h"
 #include "cpu/int8_gemm.h"
 #include "cpu/layernorm.h"
 #include "cpu/sparse24.h"
@@ -138,6 +139,19 @@ void sparse24_linear(uintptr_t x, int dtype, uintptr_t values, int values_type, 
   cpu::sparse24_linear(args);
 }
 
+void csr_linear(uintptr_t x, int dtype, uintptr_t crow, uintptr_t col, uintptr_t values, int values_type,
+                uintptr_t w_scale, uintptr_t bias, uintptr_t out, int64_t m, int64_t n, int64_t k, int num_threads) {
+  check(m >= 0 && n >= 0 && k >= 0, "csr_linear: negative size");
+  check(values_type >= 0 && values_type <= 3, "csr_linear: unknown values type");
+  check(values_type != 3 || w_scale != 0, "csr_linear: int8 values need w_scale");
+  cpu::CsrArgs args{as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const int32_t>(crow),
+                    as_ptr<const int32_t>(col), as_ptr<const void>(values), cpu::Values(values_type),
+                    as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k, num_threads};
+  if (m == 0 || n == 0) return;
+  const GilRelease release(m * as_ptr<const int32_t>(crow)[n]);
+  cpu::csr_linear(args);
+}
+
 void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
   check(n >= 0 && k >= 0, "pack_int8_vnni: negative size");
   py::gil_scoped_release release;
@@ -181,6 +195,10 @@ PYBIND11_MODULE(_C, m) {
         "y = x @ W.T + bias, W 2:4 sparse in prunq's portable layout (values, meta)", py::arg("x"), py::arg("dtype"),
         py::arg("values"), py::arg("values_type"), py::arg("meta"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"));
+  m.def("csr_linear", &csr_linear, "y = x @ W.T + bias, W in CSR with checked int32 indices", py::arg("x"),
+        py::arg("dtype"), py::arg("crow"), py::arg("col"), py::arg("values"), py::arg("values_type"),
+        py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"), py::arg("k"),
+        py::arg("num_threads"));
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",

@@ -1,0 +1,76 @@
+"""csr_linear: unstructured sparse weights in CSR against the dense reference, and bad indices."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import prunq
+from prunq.formats import csr as layout
+from prunq.ops.csr import csr_linear_ref
+
+from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
+
+VALUE_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8]
+X_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+TOLERANCE = {torch.float32: dict(rtol=1e-5, atol=1e-4), torch.bfloat16: dict(rtol=2e-2, atol=5e-2),
+             torch.float16: dict(rtol=2e-3, atol=1e-2)}
+
+
+def sparse_weight(n, k, sparsity, generator, dtype=torch.float32):
+    w = torch.randn(n, k, generator=generator)
+    prunq.compress.prune(w, sparsity)
+    return (w * 40).round().to(torch.int8) if dtype == torch.int8 else w.to(dtype)
+
+
+cases = st.fixed_dictionaries({
+    "shape": st.one_of(st.sampled_from(GEMM_UNALIGNED),
+                       st.tuples(st.sampled_from(GEMM_M_SWEEP), st.integers(1, 200), st.integers(1, 40))),
+    "sparsity": st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]), "values": st.sampled_from(VALUE_DTYPES),
+    "x": st.sampled_from(X_DTYPES), "seed": st.integers(0, 2**16), "strided": st.booleans(), "bias": st.booleans(),
+})
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases)
+def test_matches_the_dense_reference(cpu_isa, case):
+    (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
+    w = sparse_weight(n, k, case["sparsity"], g, case["values"])
+    crow, col, values = layout.from_dense(w)
+    assert torch.equal(layout.to_dense(crow, col, values, k), w)
+    x = torch.randn(m, k + 3, generator=g).to(case["x"])
+    x = x[:, 1:-2] if case["strided"] else x[:, :k].contiguous()
+    w_scale = torch.rand(n, generator=g) * 0.05 if case["values"] == torch.int8 else None
+    bias = torch.randn(n, generator=g) if case["bias"] else None
+    got = prunq.ops.csr_linear(x, crow, col, values, n, bias, w_scale)
+    assert got.dtype == x.dtype and got.shape == (m, n)
+    torch.testing.assert_close(got, csr_linear_ref(x, crow, col, values, n, bias, w_scale), **TOLERANCE[case["x"]])
+
+
+def test_three_dimensional_x_and_opcheck():
+    g = torch.Generator().manual_seed(0)
+    w = sparse_weight(7, 30, 0.8, g)
+    crow, col, values = layout.from_dense(w)
+    x = torch.randn(2, 3, 30, generator=g)
+    torch.testing.assert_close(prunq.ops.csr_linear(x, crow, col, values, 7), x @ w.T, rtol=1e-5, atol=1e-5)
+    torch.library.opcheck(torch.ops.prunq.csr_linear, (x, crow, col, values, 7, None, None))
+
+
+def test_bad_indices_name_the_argument_before_any_read():
+    crow, col, values = layout.from_dense(torch.tensor([[1.0, 0, 2], [0, 3, 0]]))
+    x = torch.randn(2, 3)
+    bad = {
+        "crow_indices": [(crow[:-1], col, values), (crow + 1, col, values), (torch.tensor([0, 2, 1], dtype=torch.int32),
+                                                                                col[:1], values[:1]),
+                         (crow.long(), col, values)],
+        "col_indices": [(crow, torch.tensor([0, 5, 1], dtype=torch.int32), values),
+                        (crow, torch.tensor([2, 0, 1], dtype=torch.int32), values),
+                        (crow, torch.tensor([0, -1, 1], dtype=torch.int32), values), (crow, col[:2], values)],
+        "values": [(crow, col, values[:2])],
+    }
+    for name, cases in bad.items():
+        for args in cases:
+            with pytest.raises((ValueError, TypeError), match=f"^{name}:"):
+                prunq.ops.csr_linear(x, *args, 2)
+    with pytest.raises(ValueError, match="^w_scale:"):
+        prunq.ops.csr_linear(x, crow, col, values.to(torch.int8), 2)
