@@ -55,7 +55,7 @@ def test_compress_on_the_real_minilm(tmp_path, capsys):
 
 def test_compress_rejects_a_recipe_without_kernels(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["compress", "--recipe", "csr:0.9", "--out", str(tmp_path)])
+        main(["compress", "--recipe", "binary", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "not available yet" in capsys.readouterr().err
 

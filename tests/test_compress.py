@@ -8,7 +8,7 @@ from torch import nn
 import prunq
 from prunq.compress.fuse_norms import fuse_norms
 from prunq.compress.recipe import parse_recipe
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 
 from .models import ARCHITECTURES, cosine, run, tiny_model
 
@@ -18,7 +18,8 @@ IDS = torch.randint(0, 100, (2, 11), generator=torch.Generator().manual_seed(0))
 # steps lose about 1/254 of each value's range; low rank loses far more on random weights, whose
 # flat singular spectra are the worst case for truncation (a trained model's decay faster).
 EXPECTED_COSINE = {"int8": 0.995, "int8-weight-only": 0.999, "int8+emb8": 0.995,
-                   "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75, "2:4": 0.85, "2:4+int8": 0.85}
+                   "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75, "2:4": 0.85, "2:4+int8": 0.85,
+                   "csr:0.5": 0.9, "csr:0.5+int8": 0.9}
 
 
 @pytest.mark.parametrize("recipe", list(EXPECTED_COSINE))
@@ -30,13 +31,15 @@ def test_each_recipe_stays_close_to_the_float_model(kind, recipe):
     steps = parse_recipe(recipe).names()
     kinds = {type(m) for m in model.modules()}
     quantized = bool(steps & {"int8", "int8-weight-only"})
-    assert (Int8Linear in kinds) == (quantized and "2:4" not in steps)
+    sparse = {"2:4", "csr"} & steps
+    assert (Int8Linear in kinds) == (quantized and not sparse)
     assert (Sparse24Linear in kinds) == ("2:4" in steps)
+    assert (CSRLinear in kinds) == ("csr" in steps)
     assert (LowRankLinear in kinds) == ("lowrank" in steps)
     assert (Int8Embedding in kinds) == ("emb8" in steps)
-    if "2:4" in steps:
-        sparse = [m for m in model.modules() if isinstance(m, Sparse24Linear)]
-        assert all((m.values.dtype == torch.int8) == quantized for m in sparse)
+    if sparse:
+        layers = [m for m in model.modules() if isinstance(m, (Sparse24Linear, CSRLinear))]
+        assert layers and all((m.values.dtype == torch.int8) == quantized for m in layers)
     assert model.prunq_compression["recipe"] == recipe
 
 
@@ -105,7 +108,8 @@ def test_calibration_runs_batches_through_the_model():
 
 
 @pytest.mark.parametrize("recipe,message", [
-    ("csr:0.9", "not available yet"), ("binary", "not available yet"), ("csr:0.9+int8", "not available yet"),
+    ("binary", "not available yet"), ("binary+int8", "not available yet"), ("csr", "expects the sparsity"),
+    ("csr:1.5", r"\(0, 1\]"),
     ("int8+int8-weight-only", "quantizes twice"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
     ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
 ])
@@ -177,4 +181,14 @@ def test_two_of_four_with_calibration_prunes_by_wanda_and_round_trips(tmp_path):
     assert cosine(run(model, IDS), run(tiny_model("llama"), IDS)) > EXPECTED_COSINE["2:4+int8"]
     prunq.save(model, tmp_path / "m.safetensors")
     loaded = prunq.load(tmp_path / "m.safetensors", tiny_model("llama"))
+    assert torch.equal(run(loaded, IDS), run(model, IDS))
+
+
+def test_csr_keeps_the_share_asked_for_and_round_trips(tmp_path):
+    batches = [{"input_ids": IDS}]
+    model = prunq.compress(tiny_model("gpt2"), "csr:0.75+int8", calibration=batches, show_progress=False)
+    layers = [m for m in model.modules() if isinstance(m, CSRLinear)]
+    assert layers and all(m.values.numel() <= 0.25 * m.in_features * m.out_features + m.out_features for m in layers)
+    prunq.save(model, tmp_path / "m.safetensors")
+    loaded = prunq.load(tmp_path / "m.safetensors", tiny_model("gpt2"))
     assert torch.equal(run(loaded, IDS), run(model, IDS))

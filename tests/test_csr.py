@@ -74,3 +74,26 @@ def test_bad_indices_name_the_argument_before_any_read():
                 prunq.ops.csr_linear(x, *args, 2)
     with pytest.raises(ValueError, match="^w_scale:"):
         prunq.ops.csr_linear(x, crow, col, values.to(torch.int8), 2)
+
+
+def test_csr_linear_module_round_trips_checks_what_it_loads_and_compiles():
+    linear = torch.nn.Linear(40, 12)
+    prunq.compress.prune(linear, 0.8)
+    x = torch.randn(5, 40)
+    for int8 in (False, True):
+        module = prunq.nn.CSRLinear.from_linear(linear, int8=int8)
+        expected = linear(x).detach()
+        tolerance = dict(rtol=5e-2, atol=5e-2) if int8 else dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(module(x), expected, **tolerance)
+        config = {key: value for key, value in module.config().items() if key != "type"}
+        fresh = prunq.nn.CSRLinear(**config)
+        fresh.load_state_dict(module.state_dict())
+        torch.testing.assert_close(fresh(x), module(x), rtol=0, atol=0)
+        compiled = torch.compile(module, fullgraph=True)
+        torch.testing.assert_close(compiled(x), module(x), rtol=1e-6, atol=1e-6)
+        corrupted = dict(module.state_dict())
+        corrupted["col_indices"] = corrupted["col_indices"].clone()
+        corrupted["col_indices"][0] = 40
+        with pytest.raises(ValueError, match="^col_indices:"):
+            prunq.nn.CSRLinear(**config).load_state_dict(corrupted)
+    assert "sparsity=80.0%" in repr(prunq.nn.CSRLinear.from_linear(linear))

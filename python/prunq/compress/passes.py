@@ -19,7 +19,7 @@ from .calibrate import input_statistics
 
 # Layer kinds a pass takes and makes.
 LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "int8 embedding"
-SPARSE24 = "2:4 linear"
+SPARSE24, CSR = "2:4 linear", "csr linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
 PASSES: dict[str, Pass] = {}

@@ -1,8 +1,8 @@
 """int8 and int8-weight-only — Linear -> Int8Linear (per-channel int8 weights). int8 (W8A8,
 activations quantized per token) moves the activations' outlier channels into the weights
 (SmoothQuant) when calibration data is given, and runs BERT's intermediate GELU in the GEMM's
-epilogue. After 2:4, the sparse layers' kept values become int8 with per-channel scales
-(weight-only in both modes: no kernel multiplies int8 activations by a 2:4 weight)."""
+epilogue. After 2:4 or csr, the sparse layers' kept values become int8 with per-channel scales
+(weight-only in both modes: no kernel multiplies int8 activations by a sparse weight)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from torch import nn
 
 from ..formats import sparse24
 from ..nn import Int8Linear, Sparse24Linear
+from . import unstructured
 from .fuse_gelu import fuse_gelu
-from .passes import INT8_LINEAR, LINEAR, SPARSE24, Context, Pass, register
+from .passes import CSR, INT8_LINEAR, LINEAR, SPARSE24, Context, Pass, register
 from .progress import progress
 from .swap import as_linear, replace
 
@@ -22,7 +23,7 @@ MODES = {"int8": "dynamic", "int8-weight-only": "weight_only"}
 class Quantize(Pass):
     names = tuple(MODES)
     order = 30
-    makes = {LINEAR: INT8_LINEAR, SPARSE24: SPARSE24}
+    makes = {LINEAR: INT8_LINEAR, SPARSE24: SPARSE24, CSR: CSR}
     repeated = f"quantizes twice; choose one of {', '.join(MODES)}"
 
     def parse(self, name: str, value: str) -> str:
@@ -41,8 +42,9 @@ class Quantize(Pass):
             context.modules[name] = module.config()
         context.layers[INT8_LINEAR], context.layers[LINEAR] = names, []
         for name in context.layers.get(SPARSE24, []):
-            module = replace(context.model, name, _int8_values)
-            context.modules[name] = module.config()
+            context.modules[name] = replace(context.model, name, _int8_values).config()
+        for name in context.layers.get(CSR, []):
+            context.modules[name] = replace(context.model, name, unstructured.int8_values).config()
         context.gelu_fused = fuse_gelu(context.model)
         for name in context.gelu_fused:
             context.modules[f"{name}.dense"] = context.model.get_submodule(f"{name}.dense").config()

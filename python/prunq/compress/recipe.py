@@ -6,7 +6,9 @@
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
     2:4                Linear -> Sparse24Linear: two of every four weights along K kept (Wanda
                        with calibration data, magnitude without); "2:4+int8" stores them as int8
-    csr:S, binary      pruning and binarization recipes whose kernels prunq does not have yet
+    csr:S              Linear -> CSRLinear with the fraction S of each row's weights removed
+                       (Wanda with calibration data, magnitude without); "csr:0.9+int8"
+    binary             binarization, whose kernels prunq does not have yet
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
 canonical order whatever order the steps are written in, and compose where a kernel runs the
@@ -18,11 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
+from . import embeddings, lowrank, quantize, sparsify, unstructured  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
 NOT_YET = {
-    "csr": "CSR sparsity needs CSRLinear and the csr kernels",
     "binary": "binary weights need BinaryLinear and the binary kernels",
 }
 
@@ -60,7 +61,7 @@ def parse_recipe(text: str) -> Recipe:
             raise ValueError(f"recipe: {part!r} is not available yet: {missing}, which prunq does not have")
         kind = PASSES.get(name)
         if kind is None:
-            known = ", ".join(sorted({*PASSES} - {"lowrank"} | {"lowrank:R"}))
+            known = ", ".join(sorted({*PASSES} - {"lowrank", "csr"} | {"lowrank:R", "csr:S"}))
             raise ValueError(f"recipe: unknown step {part!r}; the steps are {known}")
         if any(step.kind is kind for step in steps):
             raise ValueError(f"recipe: {text!r} {kind.repeated}")
