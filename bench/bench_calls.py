@@ -25,8 +25,9 @@ from torch import nn
 
 import prunq
 from prunq import _native
+from prunq.formats import csr as csr_format
 from prunq.formats.int8 import quantize_weight
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 from prunq.ops.int8_gemm import quantize_per_token_ref
 
 from .harness import Table, machine_description
@@ -71,6 +72,12 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
     pruned = linear.weight.detach().clone()
     prunq.compress.prune(pruned, pattern="2:4")
     values, meta = prunq.ops.sparse24_pack(pruned)
+    sparse_wide = nn.Linear(HIDDEN, WIDE)
+    sparse_wide.load_state_dict(wide.state_dict())
+    prunq.compress.prune(sparse_wide, 0.9)
+    ninety = linear.weight.detach().clone()
+    prunq.compress.prune(ninety, 0.9)
+    csr = csr_format.from_dense(ninety)
     return [
         ("add_layer_norm op", "F.layer_norm(x + r)",
          lambda: lambda: prunq.ops.add_layer_norm(x, residual, weight, bias),
@@ -110,6 +117,12 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
          lambda: F.linear(x, linear.weight, linear.bias)),
         (f"Sparse24Linear {HIDDEN}->{WIDE}", "nn.Linear fp32",
          lambda: (lambda m: lambda: m(x))(Sparse24Linear.from_linear(wide)),
+         lambda: wide(x)),
+        ("csr_linear op, 90% sparse", "F.linear fp32",
+         lambda: lambda: prunq.ops.csr_linear(x, *csr, HIDDEN, linear.bias),
+         lambda: F.linear(x, linear.weight, linear.bias)),
+        (f"CSRLinear {HIDDEN}->{WIDE}, 90% sparse", "nn.Linear fp32",
+         lambda: (lambda m: lambda: m(x))(CSRLinear.from_linear(sparse_wide)),
          lambda: wide(x)),
         (f"LowRankLinear rank {HIDDEN // 4}", "nn.Linear fp32",
          lambda: (lambda m: lambda: m(x))(LowRankLinear.from_linear(linear, HIDDEN // 4)),

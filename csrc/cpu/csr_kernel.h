@@ -41,6 +41,32 @@ std::vector<int64_t> balanced_starts(const int32_t* crow, int64_t n, int parts) 
   return starts;
 }
 
+// For a few rows of x a panel would be mostly padding: each row's dot products are summed
+// directly, four partial sums to hide the FMA latency.
+constexpr int64_t kPanelFromRows = 4;
+
+template <class T, class V>
+void csr_few_rows(const CsrArgs& a, const std::vector<int64_t>& starts, int parts) {
+  const auto* x = static_cast<const T*>(a.x);
+  const auto* values = static_cast<const V*>(a.values);
+  parallel_for(parts, parts, 1, [&](int64_t p_begin, int64_t p_end) {
+    std::vector<float> row(size_t(a.k));
+    for (int64_t r = 0; r < a.m; ++r) {
+      for (int64_t i = 0; i < a.k; ++i) row[i] = to_float(x[r * a.k + i]);
+      for (int64_t n = starts[p_begin]; n < starts[p_end]; ++n) {
+        float sums[4] = {0.f, 0.f, 0.f, 0.f};
+        int32_t j = a.crow[n];
+        for (; j + 4 <= a.crow[n + 1]; j += 4)
+          for (int u = 0; u < 4; ++u) sums[u] += csr_value(values[j + u]) * row[a.col[j + u]];
+        for (; j < a.crow[n + 1]; ++j) sums[0] += csr_value(values[j]) * row[a.col[j]];
+        const float dot = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+        static_cast<T*>(a.out)[r * a.n + n] =
+            from_float<T>(dot * (a.w_scale ? a.w_scale[n] : 1.f) + (a.bias ? a.bias[n] : 0.f));
+      }
+    }
+  });
+}
+
 template <class T, class V>
 void csr_typed(const CsrArgs& a) {
   const auto* x = static_cast<const T*>(a.x);
@@ -49,6 +75,7 @@ void csr_typed(const CsrArgs& a) {
   const int64_t work = std::max<int64_t>(1, int64_t(a.crow[a.n]) * kTileRows);
   const int parts = int(std::max<int64_t>(1, std::min<int64_t>(a.num_threads, work >> 16)));
   const std::vector<int64_t> starts = balanced_starts(a.crow, a.n, parts);
+  if (a.m < kPanelFromRows) return csr_few_rows<T, V>(a, starts, parts);
   parallel_for(parts, parts, 1, [&](int64_t p_begin, int64_t p_end) {
     std::unique_ptr<float[], FreeDeleter> panel(
         static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (size_t(a.k) * kTileRows * 4 + 63) / 64 * 64))));

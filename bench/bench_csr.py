@@ -1,0 +1,95 @@
+"""CSR unstructured-sparse GEMM against dense fp32, torch.sparse.mm on the same CSR matrix, and
+prunq's dense int8; and the sparsity from which CSR beats dense fp32.
+
+    python -m bench.bench_csr [--quick]     comparison tables (Markdown)
+
+prunq.nn.CSRLinear at 90% sparsity (float and int8 non-zeros) against nn.Linear fp32,
+torch.sparse.mm (x @ W.T computed as W @ x.T on torch's CSR tensor) and prunq's int8 weight-only
+Int8Linear, timed in turns, median of the runs; up to M = 16 each candidate rotates among enough
+weight sets to exceed the last-level cache. The second table times CSRLinear at 50/70/90/95%
+against dense fp32 at each shape: the break-even sparsity lies between the last ratio below 1
+and the first above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import warnings
+
+import torch
+from torch import nn
+
+import prunq
+from prunq.nn import CSRLinear, Int8Linear
+
+from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description
+from .shapes import SPARSE, SPARSE_QUICK
+
+SPARSITIES = (0.5, 0.7, 0.9, 0.95)
+
+
+def in_turns(calls):
+    turn = itertools.cycle(calls)
+    return lambda: next(turn)()
+
+
+def candidates(m, k, n, copies=1, sparsity=0.9):
+    torch.manual_seed(0)
+    linears = [nn.Linear(k, n) for _ in range(copies)]
+    for linear in linears:
+        prunq.compress.prune(linear, sparsity)
+    x = torch.randn(m, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "sparse CSR support is in beta"
+        sparse = [linear.weight.detach().to_sparse_csr() for linear in linears]
+    x_t = x.T.contiguous()
+    return {
+        "csr": in_turns([(lambda mod: lambda: mod(x))(CSRLinear.from_linear(linear)) for linear in linears]),
+        "csr int8": in_turns([(lambda mod: lambda: mod(x))(CSRLinear.from_linear(linear, int8=True))
+                              for linear in linears]),
+        "dense fp32": in_turns([(lambda mod: lambda: mod(x))(linear) for linear in linears[:max(1, copies // 4)]]),
+        "torch.sparse.mm": in_turns([(lambda w: lambda: torch.sparse.mm(w, x_t))(w) for w in sparse]),
+        "dense int8": in_turns([(lambda mod: lambda: mod(x))(Int8Linear.from_linear(linear, mode="weight_only"))
+                                for linear in linears]),
+    }
+
+
+def compare(quick: bool) -> Table:
+    table = Table(f"CSR GEMM at 90% sparsity: {machine_description('cpu')}; weight sets rotated beyond the "
+                  "last-level cache up to M = 16",
+                  ["M x K x N", "csr ms", "vs torch.sparse.mm", "vs dense fp32", "csr int8 ms", "vs dense int8"],
+                  baseline="torch.sparse.mm")
+    for m, k, n in SPARSE_QUICK if quick else SPARSE:
+        repeats = 3 if quick or m * k * n > 2**32 else 9
+        copies = copies_to_exceed_cache(n * k // 10, "cpu") if m <= 16 else 1
+        with torch.no_grad():
+            t = interleaved_medians(candidates(m, k, n, copies), repeats)
+        table.speedups[f"csr {m}x{k}x{n}"] = t["torch.sparse.mm"] / t["csr"]
+        table.rows.append([f"{m}x{k}x{n}", f"{t['csr'] * 1e3:.3f}", f"{t['torch.sparse.mm'] / t['csr']:.2f}x",
+                           f"{t['dense fp32'] / t['csr']:.2f}x", f"{t['csr int8'] * 1e3:.3f}",
+                           f"{t['dense int8'] / t['csr int8']:.2f}x"])
+    return table
+
+
+def break_even(quick: bool) -> Table:
+    table = Table(f"CSR against dense fp32 by sparsity: {machine_description('cpu')}",
+                  ["M x K x N", *(f"{s:.0%}" for s in SPARSITIES)], baseline="dense fp32")
+    for m, k, n in SPARSE_QUICK if quick else SPARSE[:3]:
+        row = [f"{m}x{k}x{n}"]
+        for sparsity in SPARSITIES:
+            with torch.no_grad():
+                calls = candidates(m, k, n, 1, sparsity)
+                t = interleaved_medians({name: calls[name] for name in ("csr", "dense fp32")}, 3 if quick else 7)
+            row.append(f"{t['dense fp32'] / t['csr']:.2f}x")
+            table.speedups[f"csr {sparsity:.0%} {m}x{k}x{n}"] = t["dense fp32"] / t["csr"]
+        table.rows.append(row)
+    return table
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
+    args = parser.parse_args()
+    print(compare(args.quick).markdown(), end="\n\n")
+    print(break_even(args.quick).markdown())
