@@ -6,7 +6,7 @@ prunq's dense int8; and the sparsity from which CSR beats dense fp32.
 prunq.nn.CSRLinear at 90% sparsity (float and int8 non-zeros) against nn.Linear fp32,
 torch.sparse.mm (x @ W.T computed as W @ x.T on torch's CSR tensor) and prunq's int8 weight-only
 Int8Linear, timed in turns, median of the runs; up to M = 16 each candidate rotates among enough
-weight sets to exceed the last-level cache. The second table times CSRLinear at 50/70/90/95%
+weight sets to exceed the last-level cache (one set with --quick). The second table times CSRLinear at 50/70/90/95%
 against dense fp32 at each shape: the break-even sparsity lies between the last ratio below 1
 and the first above.
 """
@@ -62,7 +62,7 @@ def compare(quick: bool) -> Table:
                   baseline="torch.sparse.mm")
     for m, k, n in SPARSE_QUICK if quick else SPARSE:
         repeats = 3 if quick or m * k * n > 2**32 else 9
-        copies = copies_to_exceed_cache(n * k // 10, "cpu") if m <= 16 else 1
+        copies = copies_to_exceed_cache(n * k // 10, "cpu") if m <= 16 and not quick else 1
         with torch.no_grad():
             t = interleaved_medians(candidates(m, k, n, copies), repeats)
         table.speedups[f"csr {m}x{k}x{n}"] = t["torch.sparse.mm"] / t["csr"]

@@ -10,8 +10,8 @@ prunq's op), and fp32 nn.Linear, with the fraction of the W8A8 kernel instructio
 "weight_only") on fp32 activations against fp32 nn.Linear, and where the CPU has native bf16
 (AVX512_BF16), on bf16 activations against bf16 nn.Linear. Candidates are timed in turns, median
 of the runs. Up to M = 16, where a call streams its weights, each candidate rotates among enough
-weight sets to exceed the last-level cache; beyond, one set, which the other candidates' calls
-evict between two of its calls.
+weight sets to exceed the last-level cache (one set with --quick); beyond, one set, which the
+other candidates' calls evict between two of its calls.
 
 To compare the AVX2 paths on an AVX-512 machine: PRUNQ_CPU_ISA=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
 (both set before Python starts: fbgemm reads its variable when torch loads).
@@ -123,7 +123,7 @@ def compare(quick: bool) -> Table:
                   baseline="fbgemm dynamic (w8a8), fp32 Linear (weight-only)")
     for m, k, n in GEMM_QUICK if quick else GEMM:
         repeats = 3 if quick or m * k * n > 2**32 else 9
-        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 else 1
+        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 and not quick else 1
         with torch.no_grad():
             t = interleaved_medians(candidates(m, k, n, copies), repeats)
         ops = 2 * m * k * n

@@ -5,7 +5,7 @@
 prunq.nn.Sparse24Linear (float values in x's dtype, and int8 values) against nn.Linear in fp32
 and bf16 and prunq's dense int8 weight-only Int8Linear, timed in turns, median of the runs. Up
 to M = 16 each candidate rotates among enough weight sets to exceed the last-level cache (the
-decode case reads its weights from memory); beyond, one set. On CUDA (--device cuda): the Triton
+decode case reads its weights from memory; one set with --quick); beyond, one set. On CUDA (--device cuda): the Triton
 kernel against fp16 cuBLAS and torch's own 2:4 kernels (to_sparse_semi_structured).
 """
 
@@ -53,7 +53,7 @@ def compare(quick: bool) -> Table:
                    "vs dense int8 weight-only"], baseline="the dense GEMM of the same dtype")
     for m, k, n in SPARSE_QUICK if quick else SPARSE:
         repeats = 3 if quick or m * k * n > 2**32 else 9
-        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 else 1
+        copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 and not quick else 1
         with torch.no_grad():
             t = interleaved_medians(candidates(m, k, n, copies), repeats)
         row = [f"{m}x{k}x{n}"]

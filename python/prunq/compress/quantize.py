@@ -6,14 +6,11 @@ epilogue. After 2:4 or csr, the sparse layers' kept values become int8 with per-
 
 from __future__ import annotations
 
-from torch import nn
-
-from ..formats import sparse24
-from ..nn import Int8Linear, Sparse24Linear
-from . import unstructured
+from ..nn import Int8Linear
 from .fuse_gelu import fuse_gelu
 from .passes import CSR, INT8_LINEAR, LINEAR, SPARSE24, Context, Pass, register
 from .progress import progress
+from .sparsify import int8_values
 from .swap import as_linear, replace
 
 MODES = {"int8": "dynamic", "int8-weight-only": "weight_only"}
@@ -41,22 +38,9 @@ class Quantize(Pass):
             module = replace(context.model, name, lambda m: Int8Linear.from_linear(as_linear(m), mode, absmax))
             context.modules[name] = module.config()
         context.layers[INT8_LINEAR], context.layers[LINEAR] = names, []
-        for name in context.layers.get(SPARSE24, []):
-            context.modules[name] = replace(context.model, name, _int8_values).config()
-        for name in context.layers.get(CSR, []):
-            context.modules[name] = replace(context.model, name, unstructured.int8_values).config()
+        for name in context.layers.get(SPARSE24, []) + context.layers.get(CSR, []):
+            context.modules[name] = replace(context.model, name, int8_values).config()
         context.gelu_fused = fuse_gelu(context.model)
         for name in context.gelu_fused:
             context.modules[f"{name}.dense"] = context.model.get_submodule(f"{name}.dense").config()
 
-
-def _int8_values(module: Sparse24Linear) -> Sparse24Linear:
-    """The same 2:4 layer with its kept values as int8, one scale per output channel."""
-    dense = sparse24.unpack(module.values, module.meta, module.in_features).float()
-    if module.w_scale is not None:
-        dense = dense * module.w_scale[:, None]
-    linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, device=dense.device)
-    linear.weight.data = dense
-    if module.bias is not None:
-        linear.bias.data = module.bias.detach().clone()
-    return Sparse24Linear.from_linear(linear, int8=True)  # already 2:4: pruning keeps it as it is

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import embeddings, lowrank, quantize, sparsify, unstructured  # noqa: F401 - each registers its pass
+from . import embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
 NOT_YET = {

@@ -1,13 +1,27 @@
-"""2:4 — Linear -> Sparse24Linear: each group of four consecutive weights along K keeps its two
-most important, chosen by Wanda (|w| times the input channel's norm) when calibration data is
-given and by magnitude otherwise. With int8 in the recipe the kept values become int8."""
+"""Sparsity passes.
+
+    2:4     Linear -> Sparse24Linear: each group of four consecutive weights along K keeps its two
+            most important
+    csr:S   Linear -> CSRLinear: the fraction S of each row's weights removed
+
+Importance is Wanda's (|w| times the input channel's norm) when calibration data is given, the
+magnitude otherwise. With int8 in the recipe the kept values become int8 (int8_values)."""
 
 from __future__ import annotations
 
-from ..nn import Sparse24Linear
-from .passes import LINEAR, SPARSE24, Context, Pass, register
+from torch import nn
+
+from ..formats import csr, sparse24
+from ..nn import CSRLinear, Sparse24Linear
+from .lowrank import fraction
+from .passes import CSR, LINEAR, SPARSE24, Context, Pass, register
 from .progress import progress
+from .prune import prune
 from .swap import as_linear, replace
+
+
+def _criterion(norms) -> str:
+    return "magnitude" if norms is None else "wanda"
 
 
 @register
@@ -25,8 +39,60 @@ class Sparsify24(Pass):
         context.collect(self.statistics(None), names)
         for name in progress(names, f"{context.recipe} 2:4", context.show_progress):
             norms = context.statistic("norm", name)
-            criterion = "magnitude" if norms is None else "wanda"
-            module = replace(context.model, name,
-                             lambda m: Sparse24Linear.from_linear(as_linear(m), criterion=criterion, input_norms=norms))
+            module = replace(context.model, name, lambda m: Sparse24Linear.from_linear(
+                as_linear(m), criterion=_criterion(norms), input_norms=norms))
             context.modules[name] = module.config()
         context.layers[SPARSE24], context.layers[LINEAR] = names, []
+
+
+@register
+class SparsifyCSR(Pass):
+    names = ("csr",)
+    order = 20
+    makes = {LINEAR: CSR}
+    repeated = "has two csr steps"
+
+    def parse(self, name: str, value: str) -> float:
+        if not value:
+            raise ValueError("recipe: 'csr' expects the sparsity after ':', e.g. csr:0.9")
+        return fraction(f"{name}:{value}", value)
+
+    def statistics(self, _):
+        return frozenset({"norm"})
+
+    def run(self, context: Context, sparsity: float) -> None:
+        names = context.layers[LINEAR]
+        context.collect(self.statistics(sparsity), names)
+        for name in progress(names, f"{context.recipe} csr", context.show_progress):
+            norms = context.statistic("norm", name)
+
+            def sparsify(module):
+                pruned = _copy(as_linear(module))
+                prune(pruned, sparsity, criterion=_criterion(norms), input_norms=norms)
+                return CSRLinear.from_linear(pruned)
+            context.modules[name] = replace(context.model, name, sparsify).config()
+        context.layers[CSR], context.layers[LINEAR] = names, []
+
+
+def _copy(linear: nn.Module, weight=None) -> nn.Linear:
+    """An nn.Linear with linear's weight (or `weight`) and bias, leaving linear as it is."""
+    weight = (linear.weight if weight is None else weight).detach()
+    copy = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None, device=weight.device,
+                     dtype=weight.dtype)
+    copy.weight.data = weight.clone()
+    if linear.bias is not None:
+        copy.bias.data = linear.bias.detach().to(weight.dtype).clone()
+    return copy
+
+
+def int8_values(module: Sparse24Linear | CSRLinear) -> Sparse24Linear | CSRLinear:
+    """The same sparse layer with its kept values as int8, one scale per output channel."""
+    if isinstance(module, Sparse24Linear):
+        dense = sparse24.unpack(module.values, module.meta, module.in_features).float()
+    else:
+        dense = csr.to_dense(module.crow_indices, module.col_indices, module.values, module.in_features).float()
+    if module.w_scale is not None:
+        dense = dense * module.w_scale[:, None]
+    linear = _copy(module, dense)
+    # Already sparse: 2:4 pruning keeps the kept values, and CSR keeps the zero pattern.
+    return type(module).from_linear(linear, int8=True)
