@@ -120,3 +120,25 @@ def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
         with use_backend("triton"):
             got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
         torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(x_dtype))
+
+
+def test_sparse24_linear_module_round_trips_checks_what_it_loads_and_compiles():
+    linear = torch.nn.Linear(36, 10)
+    dense = linear.weight.detach().clone()
+    x = torch.randn(3, 36)
+    for int8 in (False, True):
+        module = prunq.nn.Sparse24Linear.from_linear(linear, int8=int8)
+        w = linear.weight.detach().clone()
+        prunq.compress.prune(w, pattern="2:4")
+        tolerance = dict(rtol=5e-2, atol=5e-2) if int8 else dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(module(x), x @ w.T + linear.bias.detach(), **tolerance)
+        config = {key: value for key, value in module.config().items() if key != "type"}
+        fresh = prunq.nn.Sparse24Linear(**config)
+        fresh.load_state_dict(module.state_dict())
+        torch.testing.assert_close(fresh(x), module(x), rtol=0, atol=0)
+        torch.testing.assert_close(torch.compile(module, fullgraph=True)(x), module(x), rtol=1e-6, atol=1e-6)
+        corrupted = dict(module.state_dict())
+        corrupted["meta"] = torch.zeros_like(corrupted["meta"])  # every pair at position 0
+        with pytest.raises(ValueError, match="^meta:"):
+            prunq.nn.Sparse24Linear(**config).load_state_dict(corrupted)
+    assert torch.equal(linear.weight, dense)  # from_linear leaves the Linear as it was
