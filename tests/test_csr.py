@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prunq
+from prunq._backend import triton_usable, use_backend
 from prunq.formats import csr as layout
 from prunq.ops.csr import csr_linear_ref
 
@@ -97,3 +98,19 @@ def test_csr_linear_module_round_trips_checks_what_it_loads_and_compiles():
         with pytest.raises(ValueError, match="^col_indices:"):
             prunq.nn.CSRLinear(**config).load_state_dict(corrupted)
     assert "sparsity=80.0%" in repr(prunq.nn.CSRLinear.from_linear(linear))
+
+
+@pytest.mark.skipif(not triton_usable()[0], reason=triton_usable()[1])
+@pytest.mark.parametrize("values_dtype", VALUE_DTYPES)
+@pytest.mark.parametrize("x_dtype", X_DTYPES)
+def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
+    g = torch.Generator().manual_seed(4)
+    for m, k, n, sparsity in [(1, 13, 5, 0.5), (3, 200, 33, 0.9), (17, 100, 40, 0.0), (2, 30, 6, 1.0)]:
+        w = sparse_weight(n, k, sparsity, g, values_dtype)
+        crow, col, values = layout.from_dense(w)
+        x = torch.randn(m, k, generator=g).to(x_dtype)
+        w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        bias = torch.randn(n, generator=g)
+        with use_backend("triton"):
+            got = prunq.ops.csr_linear(x, crow, col, values, n, bias, w_scale)
+        torch.testing.assert_close(got, csr_linear_ref(x, crow, col, values, n, bias, w_scale), **TOLERANCE[x_dtype])

@@ -28,7 +28,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import int8_gemm, layernorm, sparse24
+from . import csr, int8_gemm, layernorm, sparse24
 
 ARCHS = (80, 90)
 # Spill bytes per thread (stores) a shipped variant may have: the tiles and row lengths are chosen
@@ -108,6 +108,7 @@ def variants():
                 {"num_warps": config.num_warps, "num_stages": config.num_stages})
 
     yield from _sparse24_variants()
+    yield from _csr_variants()
 
 
 def _sparse24_variants():
@@ -120,6 +121,18 @@ def _sparse24_variants():
                     "BIAS": "*fp32", "OUT": f"*{x_type}", "M": "i32", "N": "i32", "K": "i32", "KP": "i32"}),
                     {"HAS_SCALE": has_scale, "HAS_BIAS": True, "BLOCK_M": block_m, "BLOCK_N": block_n,
                      "BLOCK_J": block_j}, {"num_warps": warps})
+
+
+def _csr_variants():
+    kernel = csr._csr_kernel
+    for x_type in DTYPES:
+        for values_type, has_scale in (*((value, False) for value in DTYPES), ("i8", True)):
+            for block_m, block_j, warps in csr.TILES:
+                yield Variant("csr_linear", kernel, _signature(kernel, {
+                    "X": f"*{x_type}", "CROW": "*i32", "COL": "*i32", "VALUES": f"*{values_type}", "ORDER": "*i32",
+                    "W_SCALE": "*fp32", "BIAS": "*fp32", "OUT": f"*{x_type}", "M": "i32", "N": "i32", "K": "i32"}),
+                    {"HAS_SCALE": has_scale, "HAS_BIAS": True, "BLOCK_M": block_m, "BLOCK_J": block_j},
+                    {"num_warps": warps})
 
 
 def compile_variant(variant: Variant, arch: int):

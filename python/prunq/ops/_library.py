@@ -6,6 +6,9 @@ dispatch costs about 6 us a call instead of about 10, which counts at decode siz
 
 import torch
 
+from .. import _native
+from .._backend import forced_backend, triton_usable
+
 lib = torch.library.Library("prunq", "DEF")
 
 
@@ -30,3 +33,37 @@ def compiling_for_triton(x: torch.Tensor, route) -> bool:
     Eager calls keep the op's own dispatch, about 8 us cheaper than a triton_op's. CPU tensors
     never go this way: the Triton interpreter's kernels cannot be traced."""
     return HAS_TRITON_OP and torch.compiler.is_compiling() and x.is_cuda and route(x.device.type) == "triton"
+
+
+@torch.compiler.assume_constant_result
+def native_or_triton(device_type: str, family: str) -> str:
+    """The path of an op `family` with a prunq._C kernel and a Triton kernel (and no CUDA C++ one):
+    "native" for CPU tensors, "triton" for CUDA ones, "reference" elsewhere, as PRUNQ_BACKEND
+    allows. Constant within a compiled graph."""
+    backend = forced_backend()
+    if backend == "reference" or device_type not in ("cpu", "cuda"):
+        return "reference"
+    if backend == "cuda":
+        raise RuntimeError(f"PRUNQ_BACKEND=cuda: the {family} family has no CUDA C++ kernel (Triton runs it)")
+    if backend == "triton" or device_type == "cuda":
+        return triton_or_reference(backend)
+    return native_or_reference(backend)
+
+
+def triton_or_reference(backend: str | None) -> str:
+    """"triton" where Triton kernels run here, else "reference", or the error a forced backend asks for."""
+    usable, reason = triton_usable()
+    if usable:
+        return "triton"
+    if backend == "triton":
+        raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
+    return "reference"
+
+
+def native_or_reference(backend: str | None) -> str:
+    """"native" where prunq._C loaded, else "reference", or the error a forced backend asks for."""
+    if _native.C is None:
+        if backend == "native":
+            raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
+        return "reference"
+    return "native"

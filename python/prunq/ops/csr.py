@@ -6,8 +6,9 @@
         values are dequantized by w_scale [out_features].
 
 CPU tensors run on prunq._C (portable, AVX2, AVX-512): rows of x in tiles transposed into K-major
-panels, each non-zero weight broadcast against its panel row, threads balanced by non-zeros.
-Other devices run the reference. The indices are checked on every call (a kernel reads x at
+panels, each non-zero weight broadcast against its panel row, threads balanced by non-zeros; CUDA
+tensors the Triton kernel (triton_kernels/csr.py: a program per channel, longest channels first);
+other devices the reference. The indices are checked on every call (a kernel reads x at
 them); a module that owns its weight checks them once.
 """
 
@@ -18,10 +19,9 @@ import math
 import torch
 
 from .. import _native
-from .._backend import forced_backend
 from ..formats import csr as layout
 from . import _eager
-from ._library import lib
+from ._library import lib, native_or_triton
 
 lib.define("csr_linear(Tensor x, Tensor crow_indices, Tensor col_indices, Tensor values, int out_features, "
            "Tensor? bias, Tensor? w_scale) -> Tensor")
@@ -85,12 +85,23 @@ def _native_linear(x, crow, col, values, out_features, bias, w_scale):
     return out.view(*x.shape[:-1], out_features)
 
 
+def _triton_linear(x, crow, col, values, out_features, bias, w_scale):
+    from ..triton_kernels.csr import csr_linear as kernel
+
+    k = x.shape[-1]
+    y = kernel(x.reshape(math.prod(x.shape[:-1]), k).contiguous(), crow.contiguous(), col.contiguous(),
+               values.contiguous(), out_features, None if bias is None else bias.contiguous(),
+               None if w_scale is None else w_scale.contiguous())
+    return y.view(*x.shape[:-1], out_features)
+
+
+_PATHS = {"native": _native_linear, "triton": _triton_linear, "reference": csr_linear_ref}
+
+
 def _linear(x, crow, col, values, out_features, bias, w_scale):
     _check(x, crow, col, values, out_features, bias, w_scale)
     layout.check(crow, col, values, out_features, x.shape[-1])
-    if x.device.type == "cpu" and _native.C is not None and forced_backend() in (None, "native"):
-        return _native_linear(x, crow, col, values, out_features, bias, w_scale)
-    return csr_linear_ref(x, crow, col, values, out_features, bias, w_scale)
+    return _PATHS[native_or_triton(x.device.type, "CSR")](x, crow, col, values, out_features, bias, w_scale)
 
 
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):

@@ -46,10 +46,10 @@ import math
 import torch
 
 from .. import _native
-from .._backend import forced_backend, triton_usable
+from .._backend import forced_backend
 from ..formats.int8 import vnni_pack
 from . import _eager
-from ._library import compiling_for_triton, define_triton_op, lib
+from ._library import compiling_for_triton, define_triton_op, lib, native_or_reference, triton_or_reference
 
 lib.define("quantize_per_token(Tensor x) -> (Tensor, Tensor)")
 lib.define("int8_linear(Tensor x_q, Tensor x_scale, Tensor w_q, Tensor w_scale, Tensor? bias, ScalarType? out_dtype) -> Tensor")
@@ -340,19 +340,10 @@ def _path(device_type: str, has_cuda_kernel: bool = False) -> str:
             raise RuntimeError(f"prunq._cuda is not available: {_native.load_error('_cuda')}")
         return "cuda"
     if backend == "triton" or (device_type == "cuda" and backend is None):
-        usable, reason = triton_usable()
-        if usable:
-            return "triton"
-        if backend == "triton":
-            raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
-        return "reference"
+        return triton_or_reference(backend)
     if backend == "cuda":
         raise RuntimeError(f"PRUNQ_BACKEND=cuda: the INT8 family has no such kernel for {device_type} tensors")
-    if _native.C is None:
-        if backend == "native":
-            raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
-        return "reference"
-    return "native"
+    return native_or_reference(backend)
 
 
 def _path_with_cuda_kernel(device_type: str) -> str:

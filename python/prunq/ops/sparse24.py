@@ -23,10 +23,9 @@ import math
 import torch
 
 from .. import _native
-from .._backend import forced_backend, triton_usable
 from ..formats import sparse24 as layout
 from . import _eager
-from ._library import lib
+from ._library import lib, native_or_triton
 
 lib.define("sparse24_pack(Tensor w) -> (Tensor, Tensor)")
 lib.define("sparse24_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias, Tensor? w_scale) -> Tensor")
@@ -130,29 +129,6 @@ def _triton_linear(x, values, meta, bias, w_scale):
     return y.view(*x.shape[:-1], values.shape[0])
 
 
-@torch.compiler.assume_constant_result
-def _route(device_type: str) -> str:
-    """"native" (prunq._C) for CPU tensors, "triton" for CUDA ones, "reference" elsewhere, as
-    PRUNQ_BACKEND allows. Constant within a compiled graph."""
-    backend = forced_backend()
-    if backend == "reference" or device_type not in ("cpu", "cuda"):
-        return "reference"
-    if backend == "cuda":
-        raise RuntimeError("PRUNQ_BACKEND=cuda: the 2:4 family has no CUDA C++ kernel (Triton runs it)")
-    if backend == "triton" or device_type == "cuda":
-        usable, reason = triton_usable()
-        if usable:
-            return "triton"
-        if backend == "triton":
-            raise RuntimeError(f"PRUNQ_BACKEND=triton: {reason}")
-        return "reference"
-    if _native.C is None:
-        if backend == "native":
-            raise RuntimeError(f"prunq._C is not available: {_native.load_error('_C')}")
-        return "reference"
-    return "native"
-
-
 _PATHS = {"native": _native_linear, "triton": _triton_linear, "reference": sparse24_linear_ref}
 
 
@@ -164,7 +140,7 @@ def _pack(w):
 def _linear(x, values, meta, bias, w_scale):
     _check_linear(x, values, meta, bias, w_scale)
     layout.check(values, meta, x.shape[-1])
-    return _PATHS[_route(x.device.type)](x, values, meta, bias, w_scale)
+    return _PATHS[native_or_triton(x.device.type, "2:4")](x, values, meta, bias, w_scale)
 
 
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
