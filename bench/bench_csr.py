@@ -1,7 +1,7 @@
 """CSR unstructured-sparse GEMM against dense fp32, torch.sparse.mm on the same CSR matrix, and
 prunq's dense int8; and the sparsity from which CSR beats dense fp32.
 
-    python -m bench.bench_csr [--quick]     comparison tables (Markdown)
+    python -m bench.bench_csr [--quick] [--device cpu|cuda]    comparison tables (Markdown)
 
 prunq.nn.CSRLinear at 90% sparsity (float and int8 non-zeros) against nn.Linear fp32,
 torch.sparse.mm (x @ W.T computed as W @ x.T on torch's CSR tensor) and prunq's int8 weight-only
@@ -23,7 +23,7 @@ from torch import nn
 import prunq
 from prunq.nn import CSRLinear, Int8Linear
 
-from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description
+from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
 from .shapes import SPARSE, SPARSE_QUICK
 
 SPARSITIES = (0.5, 0.7, 0.9, 0.95)
@@ -87,9 +87,36 @@ def break_even(quick: bool) -> Table:
     return table
 
 
+def compare_cuda(quick: bool) -> Table:
+    """CSRLinear (Triton, fp16) at 90% sparsity against torch.sparse.mm (cuSPARSE) on the same
+    CSR matrix and fp16 nn.Linear (cuBLAS), CUDA-event medians."""
+    table = Table(f"CSR GEMM at 90% sparsity on {machine_description('cuda')}", ["M x K x N", "prunq ms",
+                  "vs torch.sparse.mm", "vs fp16 dense"], baseline="torch.sparse.mm")
+    for m, k, n in SPARSE_QUICK if quick else SPARSE:
+        torch.manual_seed(0)
+        linear = nn.Linear(k, n, device="cuda", dtype=torch.float16)
+        prunq.compress.prune(linear, 0.9)
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        ours = CSRLinear.from_linear(linear)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sparse = linear.weight.detach().to_sparse_csr()
+        x_t = x.T.contiguous()
+        t = {"prunq": median_seconds(lambda _: ours(x), "cuda"), "dense": median_seconds(lambda _: linear(x), "cuda"),
+             "cusparse": median_seconds(lambda _: torch.sparse.mm(sparse, x_t), "cuda")}
+        table.speedups[f"csr {m}x{k}x{n}"] = t["cusparse"] / t["prunq"]
+        table.rows.append([f"{m}x{k}x{n}", f"{t['prunq'] * 1e3:.3f}", f"{t['cusparse'] / t['prunq']:.2f}x",
+                           f"{t['dense'] / t['prunq']:.2f}x"])
+    return table
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
-    print(compare(args.quick).markdown(), end="\n\n")
-    print(break_even(args.quick).markdown())
+    if args.device == "cuda":
+        print(compare_cuda(args.quick).markdown())
+    else:
+        print(compare(args.quick).markdown(), end="\n\n")
+        print(break_even(args.quick).markdown())
