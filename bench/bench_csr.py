@@ -14,7 +14,7 @@ and the first above.
 from __future__ import annotations
 
 import argparse
-import itertools
+import functools
 import warnings
 
 import torch
@@ -23,15 +23,10 @@ from torch import nn
 import prunq
 from prunq.nn import CSRLinear, Int8Linear
 
-from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
+from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
 from .shapes import SPARSE, SPARSE_QUICK
 
 SPARSITIES = (0.5, 0.7, 0.9, 0.95)
-
-
-def in_turns(calls):
-    turn = itertools.cycle(calls)
-    return lambda: next(turn)()
 
 
 def candidates(m, k, n, copies=1, sparsity=0.9):
@@ -45,13 +40,11 @@ def candidates(m, k, n, copies=1, sparsity=0.9):
         sparse = [linear.weight.detach().to_sparse_csr() for linear in linears]
     x_t = x.T.contiguous()
     return {
-        "csr": in_turns([(lambda mod: lambda: mod(x))(CSRLinear.from_linear(linear)) for linear in linears]),
-        "csr int8": in_turns([(lambda mod: lambda: mod(x))(CSRLinear.from_linear(linear, int8=True))
-                              for linear in linears]),
-        "dense fp32": in_turns([(lambda mod: lambda: mod(x))(linear) for linear in linears[:max(1, copies // 4)]]),
-        "torch.sparse.mm": in_turns([(lambda w: lambda: torch.sparse.mm(w, x_t))(w) for w in sparse]),
-        "dense int8": in_turns([(lambda mod: lambda: mod(x))(Int8Linear.from_linear(linear, mode="weight_only"))
-                                for linear in linears]),
+        "csr": in_turns([CSRLinear.from_linear(linear) for linear in linears], x),
+        "csr int8": in_turns([CSRLinear.from_linear(linear, int8=True) for linear in linears], x),
+        "dense fp32": in_turns(linears[:max(1, copies // 4)], x),
+        "torch.sparse.mm": in_turns([functools.partial(torch.sparse.mm, w) for w in sparse], x_t),
+        "dense int8": in_turns([Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x),
     }
 
 

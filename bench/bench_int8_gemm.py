@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import warnings
 
 import torch
@@ -37,7 +36,7 @@ from prunq import _native
 from prunq._backend import use_backend
 from prunq.nn import Int8Linear
 
-from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
+from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
 from .shapes import GEMM, GEMM_QUICK
 
 
@@ -62,13 +61,6 @@ def has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512_BF16): only there are the bf16 columns
     worth their time (elsewhere torch converts every bf16 Linear to fp32 and back)."""
     return _native.C is not None and "avx512bf16" in _native.C.cpu_features()
-
-
-def in_turns(modules: list, x: torch.Tensor):
-    """A call of the modules in turn on x: with enough copies, each call finds its weights out of
-    the caches."""
-    turn = itertools.cycle(modules)
-    return lambda: next(turn)(x)
 
 
 def candidates(m, k, n, copies=1):

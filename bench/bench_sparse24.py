@@ -12,7 +12,6 @@ kernel against fp16 cuBLAS and torch's own 2:4 kernels (to_sparse_semi_structure
 from __future__ import annotations
 
 import argparse
-import itertools
 
 import torch
 from torch import nn
@@ -20,13 +19,8 @@ from torch import nn
 import prunq
 from prunq.nn import Int8Linear, Sparse24Linear
 
-from .harness import Table, copies_to_exceed_cache, interleaved_medians, machine_description, median_seconds
+from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
 from .shapes import SPARSE, SPARSE_QUICK
-
-
-def in_turns(modules, x):
-    turn = itertools.cycle(modules)
-    return lambda: next(turn)(x)
 
 
 def candidates(m, k, n, copies=1):

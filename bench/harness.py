@@ -8,6 +8,7 @@ says which figure it reports.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,13 @@ def median_seconds(fn: Callable[[int], object], device: str, rotate: int = 1, re
             fn(i)
         samples.append((time.perf_counter() - start) / rotate)
     return statistics.median(samples)
+
+
+def in_turns(calls: list, *args) -> Callable[[], object]:
+    """A call of `calls` in turn on args: with enough copies, each call finds its weights out of
+    the caches."""
+    turn = itertools.cycle(calls)
+    return lambda: next(turn)(*args)
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 9) -> dict[str, float]:

@@ -17,6 +17,7 @@ static inline float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4);
 static inline uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
 static inline float to_float(float v) { return v; }
+static inline float to_float(int8_t v) { return float(v); }  // int8 weight values, before their scale
 static inline float to_float(bf16 v) { return bits_to_float(uint32_t(v.bits) << 16); }
 
 static inline float to_float(f16 v) {

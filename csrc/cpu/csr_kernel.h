@@ -18,9 +18,6 @@ namespace {
 
 constexpr int kTileRows = 2 * Vec::width;
 
-template <class V> inline float csr_value(V v) { return to_float(v); }
-inline float csr_value(int8_t v) { return float(v); }
-
 // panel[kk * kTileRows + i] = x[r0 + i, kk] as fp32, zero for rows past `rows`.
 template <class T>
 void transpose_tile(const T* x, int64_t k, int64_t r0, int rows, float* panel) {
@@ -57,8 +54,8 @@ void csr_few_rows(const CsrArgs& a, const std::vector<int64_t>& starts, int part
         float sums[4] = {0.f, 0.f, 0.f, 0.f};
         int32_t j = a.crow[n];
         for (; j + 4 <= a.crow[n + 1]; j += 4)
-          for (int u = 0; u < 4; ++u) sums[u] += csr_value(values[j + u]) * row[a.col[j + u]];
-        for (; j < a.crow[n + 1]; ++j) sums[0] += csr_value(values[j]) * row[a.col[j]];
+          for (int u = 0; u < 4; ++u) sums[u] += to_float(values[j + u]) * row[a.col[j + u]];
+        for (; j < a.crow[n + 1]; ++j) sums[0] += to_float(values[j]) * row[a.col[j]];
         const float dot = (sums[0] + sums[1]) + (sums[2] + sums[3]);
         static_cast<T*>(a.out)[r * a.n + n] =
             from_float<T>(dot * (a.w_scale ? a.w_scale[n] : 1.f) + (a.bias ? a.bias[n] : 0.f));
@@ -77,7 +74,7 @@ void csr_typed(const CsrArgs& a) {
   const std::vector<int64_t> starts = balanced_starts(a.crow, a.n, parts);
   if (a.m < kPanelFromRows) return csr_few_rows<T, V>(a, starts, parts);
   parallel_for(parts, parts, 1, [&](int64_t p_begin, int64_t p_end) {
-    std::unique_ptr<float[], FreeDeleter> panel(
+    AlignedRows<float> panel(
         static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (size_t(a.k) * kTileRows * 4 + 63) / 64 * 64))));
     alignas(64) float tile[kTileRows];
     for (int64_t part = p_begin; part < p_end; ++part) {
@@ -87,7 +84,7 @@ void csr_typed(const CsrArgs& a) {
         for (int64_t n = starts[part]; n < starts[part + 1]; ++n) {
           Vec acc0 = Vec::zero(), acc1 = Vec::zero();
           for (int32_t j = a.crow[n]; j < a.crow[n + 1]; ++j) {
-            const Vec w = Vec::splat(csr_value(values[j]));
+            const Vec w = Vec::splat(to_float(values[j]));
             const float* xs = panel.get() + int64_t(a.col[j]) * kTileRows;
             acc0 = fma(w, Vec::load(xs), acc0);
             acc1 = fma(w, Vec::load(xs + Vec::width), acc1);

@@ -42,22 +42,6 @@ constexpr int64_t kMaddRowPanelBytes = 512 << 10;
 // block or panel, and past the last one beyond w, which a prefetch may do.
 constexpr int64_t kMaddPrefetchBytes = 4096;
 
-using Int16Rows = std::unique_ptr<int16_t[], FreeDeleter>;
-
-// x [m, k] int8 as int16 rows of ldx elements, zero from k to kp.
-inline Int16Rows widened_rows(const int8_t* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
-  const size_t bytes = std::max<size_t>(64, (size_t(m * ldx) * sizeof(int16_t) + 63) / 64 * 64);
-  Int16Rows rows(static_cast<int16_t*>(std::aligned_alloc(64, bytes)));
-  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      int16_t* dst = rows.get() + r * ldx;
-      std::copy(x + r * k, x + (r + 1) * k, dst);
-      std::fill(dst + k, dst + kp, int16_t(0));
-    }
-  });
-  return rows;
-}
-
 // Adds groups [g0, g1) of an MR x NR tile into `acc` (row stride kPanelLanes, at the lanes of
 // the tile's first register); `first` starts from zero instead; `prefetch`: the tile is its panel's
 // first, which asks for w ahead. Not inlined, and its loops unrolled by pragma: otherwise GCC 12
@@ -122,7 +106,7 @@ void madd_gemm_typed(const Int8GemmArgs& a) {
                 kVnniPanel % (Madd::kRegsOneRow * Madd::kChannels) == 0, "a panel must split into whole tiles");
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = kp + 32;  // a row one cache line past a multiple of 64 bytes: rows in different L1 sets
-  const Int16Rows x = widened_rows(a.x, a.m, a.k, kp, ldx, a.num_threads);
+  const AlignedRows<int16_t> x = padded_rows<int16_t>(a.x, a.m, a.k, kp, ldx, a.num_threads);
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(MR, kMaddRowPanelBytes / (2 * ldx) / MR * MR);
   // At least ~256K multiply-adds per thread before splitting pays (measured at 11 x 384 x 384: two

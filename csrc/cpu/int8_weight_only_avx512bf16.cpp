@@ -79,7 +79,7 @@ void weight_only_bf16(const WeightOnlyArgs& a) {
   const int64_t kp = (a.k + kLanes - 1) / kLanes * kLanes;
   // One cache line more than a multiple of 64 bytes, so the rows of a tile use different L1 sets.
   const int64_t ldx = kp + 32;
-  const PaddedRows xp = padded_rows(static_cast<const bf16*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
+  const AlignedRows<bf16> xp = padded_rows<bf16>(static_cast<const bf16*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
   auto* out = static_cast<bf16*>(a.out);
   const int64_t strips = (a.n + kStripCols - 1) / kStripCols;
   // At least ~64 K multiply-adds per thread before splitting pays, and a whole block per thread

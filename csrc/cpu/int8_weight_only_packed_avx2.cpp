@@ -30,23 +30,6 @@ constexpr int kMaxRows = 6;  // 12 accumulators + 2 of w + 1 broadcast of 16 ymm
 // Up to this many rows, w is converted in registers rather than through a buffer (convert_fma_tile).
 constexpr int kDirectRows = 4;
 
-using FloatRows = std::unique_ptr<float[], FreeDeleter>;
-
-// x [m, k] as fp32 rows of ldx elements, zero from k to kp.
-template <class T>
-FloatRows float_rows(const T* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
-  const size_t bytes = std::max<size_t>(64, (size_t(m * ldx) * sizeof(float) + 63) / 64 * 64);
-  FloatRows rows(static_cast<float*>(std::aligned_alloc(64, bytes)));
-  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      float* dst = rows.get() + r * ldx;
-      for (int64_t i = 0; i < k; ++i) dst[i] = to_float(x[r * k + i]);
-      std::fill(dst + k, dst + kp, 0.f);
-    }
-  });
-  return rows;
-}
-
 // Asks for the four lines of the group kPrefetchBytes after the one at p.
 inline void prefetch_group(const int8_t* p) {
   for (int line = 0; line < 4; ++line) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + 64 * line, _MM_HINT_T0);
@@ -169,7 +152,7 @@ template <class T>
 void weight_only_packed(const WeightOnlyArgs& a) {
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = kp + 16;  // one cache line past a multiple of 64 bytes: rows in different L1 sets
-  const FloatRows x = float_rows(static_cast<const T*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
+  const AlignedRows<float> x = padded_rows<float>(static_cast<const T*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel =
       std::max<int64_t>(kMaxRows, kRowPanelBytes / (4 * 4 * kBlockGroups) / kMaxRows * kMaxRows);
@@ -177,7 +160,7 @@ void weight_only_packed(const WeightOnlyArgs& a) {
   const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, kp * kVnniPanel));
   parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
     std::vector<float> acc(size_t(std::min(a.m, row_panel)) * kVnniPanel);
-    FloatRows slice(static_cast<float*>(std::aligned_alloc(64, 4 * kBlockGroups * kSliceChannels * sizeof(float))));
+    AlignedRows<float> slice(static_cast<float*>(std::aligned_alloc(64, 4 * kBlockGroups * kSliceChannels * sizeof(float))));
     for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
       const int64_t m1 = std::min(a.m, m0 + row_panel);
       for (int64_t p = p_begin; p < p_end; ++p) {

@@ -74,7 +74,7 @@ void weight_only_packed(const WeightOnlyArgs& a) {
   constexpr int kTileChannels = kTileLines * kLineChannels;
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = kp + 32;  // one cache line past a multiple of 64 bytes: rows in different L1 sets
-  const PaddedRows xp = padded_rows(static_cast<const bf16*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
+  const AlignedRows<bf16> xp = padded_rows<bf16>(static_cast<const bf16*>(a.x), a.m, a.k, kp, ldx, a.num_threads);
   auto* out = static_cast<bf16*>(a.out);
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t panel_bytes = kVnniPanel * kp;

@@ -26,23 +26,6 @@ namespace {
 constexpr int kSparseRows = 4;  // rows of x sharing each chunk's decoded positions
 constexpr int64_t kBlockBytes = 256 << 10;  // values of W read by every tile of rows in turn
 
-template <class V> inline float to_value(V v) { return to_float(v); }
-inline float to_value(int8_t v) { return float(v); }
-
-using FloatRows = std::unique_ptr<float[], FreeDeleter>;
-
-template <class T>
-FloatRows sparse24_rows(const T* x, int64_t m, int64_t k, int64_t kp, int num_threads) {
-  FloatRows rows(static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (size_t(m * kp) * 4 + 63) / 64 * 64))));
-  parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      for (int64_t i = 0; i < k; ++i) rows[r * kp + i] = to_float(x[r * k + i]);
-      std::fill(rows.get() + r * kp + k, rows.get() + (r + 1) * kp, 0.f);
-    }
-  });
-  return rows;
-}
-
 // dots[i] = x row i . W row n, for MR rows from x (row stride kp).
 template <int MR, class V>
 void sparse24_dots(const float* x, int64_t kp, const V* values, const uint8_t* meta, float dots[MR]) {
@@ -59,7 +42,7 @@ void sparse24_dots(const float* x, int64_t kp, const V* values, const uint8_t* m
   for (; c < kp; c += 8) {  // the last groups, two at a time (one meta byte)
     for (int g = 0; g < 2; ++g) {
       const int code = (meta[c / 8] >> (4 * g)) & 0xF;
-      const float w0 = to_value(values[c / 2 + 2 * g]), w1 = to_value(values[c / 2 + 2 * g + 1]);
+      const float w0 = to_float(values[c / 2 + 2 * g]), w1 = to_float(values[c / 2 + 2 * g + 1]);
       for (int i = 0; i < MR; ++i)
         dots[i] += w0 * x[i * kp + c + 4 * g + (code & 3)] + w1 * x[i * kp + c + 4 * g + (code >> 2)];
     }
@@ -69,7 +52,7 @@ void sparse24_dots(const float* x, int64_t kp, const V* values, const uint8_t* m
 template <class T, class V>
 void sparse24_typed(const Sparse24Args& a) {
   const int64_t kp = (a.k + 7) / 8 * 8;
-  const FloatRows x = sparse24_rows(static_cast<const T*>(a.x), a.m, a.k, kp, a.num_threads);
+  const AlignedRows<float> x = padded_rows<float>(static_cast<const T*>(a.x), a.m, a.k, kp, kp, a.num_threads);
   const auto* values = static_cast<const V*>(a.values);
   // Every row of W holds the same number of values, so an even split of rows balances the work.
   const int64_t min_rows = 1 + (int64_t(1) << 17) / std::max<int64_t>(1, a.m * kp / 2);

@@ -12,13 +12,12 @@ from .. import ops
 from ..formats import csr as layout
 from ..formats.int8 import quantize_weight
 from ..ops import _eager
-from ..ops.csr import _native_linear
-
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-VALUE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
+from ._sparse_linear import SparseLinearBase, value_dtype
+from ..ops.csr import direct_linear
 
 
-class CSRLinear(nn.Module):
+
+class CSRLinear(SparseLinearBase):
     """y = x @ W.T + bias, W [out_features, in_features] in CSR (times w_scale per row for int8
     values). state_dict: crow_indices [N + 1] and col_indices [nnz] int32, values [nnz], w_scale
     [N] (int8 values), bias [N] float32. The indices are checked once, when the module is built or
@@ -27,12 +26,11 @@ class CSRLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, nnz: int = 0, bias: bool = True,
                  values_dtype: str = "float32", device=None):
         super().__init__()
-        if values_dtype not in VALUE_DTYPES:
-            raise ValueError(f"values_dtype: expected one of {', '.join(VALUE_DTYPES)}, got {values_dtype!r}")
+        dtype = value_dtype(values_dtype)
         self.in_features, self.out_features = in_features, out_features
         self.register_buffer("crow_indices", torch.zeros(out_features + 1, dtype=torch.int32, device=device))
         self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.int32, device=device))
-        self.register_buffer("values", torch.zeros(nnz, dtype=VALUE_DTYPES[values_dtype], device=device))
+        self.register_buffer("values", torch.zeros(nnz, dtype=dtype, device=device))
         self.register_buffer("w_scale", torch.ones(out_features, device=device) if values_dtype == "int8" else None)
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
         self.register_load_state_dict_post_hook(CSRLinear._check_after_load)
@@ -67,19 +65,12 @@ class CSRLinear(nn.Module):
                 "nnz": self.values.shape[0], "bias": self.bias is not None,
                 "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)  # a model's cast reaches float values; scales and bias stay float32
-        if self.w_scale is not None:
-            self.w_scale = self.w_scale.float()
-        if self.bias is not None:
-            self.bias = self.bias.float()
-        return self
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (_eager.direct(x, self.values) and self.values.is_cpu and x.dtype in _FLOAT_DTYPES and x.shape
-                and x.shape[-1] == self.in_features):
-            return _native_linear(x, self.crow_indices, self.col_indices, self.values, self.out_features, self.bias,
-                                  self.w_scale)
+        if _eager.direct(x, self.crow_indices, self.col_indices, self.values, self.bias, self.w_scale):
+            y = direct_linear(x, self.crow_indices, self.col_indices, self.values, self.in_features, self.out_features,
+                              self.bias, self.w_scale)
+            if y is not None:
+                return y
         return ops.csr_linear(x, self.crow_indices, self.col_indices, self.values, self.out_features, self.bias,
                               self.w_scale)
 

@@ -13,12 +13,12 @@ from .. import ops
 from ..formats import sparse24 as layout
 from ..formats.int8 import quantize_weight
 from ..ops import _eager
+from ._sparse_linear import SparseLinearBase, value_dtype
 from ..ops.sparse24 import direct_linear
 
-VALUE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.int8}
 
 
-class Sparse24Linear(nn.Module):
+class Sparse24Linear(SparseLinearBase):
     """y = x @ W.T + bias, W = unpack(values, meta) (times w_scale[:, None] for int8 values).
     state_dict: values [N, Kp / 2], meta [N, Kp / 8] uint8, w_scale [N] (int8 values), bias [N]
     float32. The packing is checked once, when the module is built or loaded, not on each call."""
@@ -26,11 +26,9 @@ class Sparse24Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, values_dtype: str = "float32",
                  device=None):
         super().__init__()
-        if values_dtype not in VALUE_DTYPES:
-            raise ValueError(f"values_dtype: expected one of {', '.join(VALUE_DTYPES)}, got {values_dtype!r}")
         self.in_features, self.out_features = in_features, out_features
         kp = layout.padded_k(in_features)
-        dtype = VALUE_DTYPES[values_dtype]
+        dtype = value_dtype(values_dtype)
         self.register_buffer("values", torch.zeros(out_features, kp // 2, dtype=dtype, device=device))
         # Positions 0 and 1 in every group: a valid packing of the zero weight.
         self.register_buffer("meta", torch.full((out_features, kp // 8), 0x44, dtype=torch.uint8, device=device))
@@ -71,16 +69,6 @@ class Sparse24Linear(nn.Module):
     def config(self) -> dict:
         return {"type": "Sparse24Linear", "in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, "values_dtype": str(self.values.dtype).removeprefix("torch.")}
-
-    def _apply(self, fn, recurse=True):
-        # A model's cast reaches the float values; scales and bias stay float32 (integer buffers
-        # are not cast).
-        super()._apply(fn, recurse)
-        if self.w_scale is not None:
-            self.w_scale = self.w_scale.float()
-        if self.bias is not None:
-            self.bias = self.bias.float()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _eager.direct(x, self.values, self.meta, self.bias, self.w_scale):

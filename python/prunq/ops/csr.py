@@ -14,44 +14,24 @@ them); a module that owns its weight checks them once.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _native
 from ..formats import csr as layout
 from . import _eager
 from ._library import lib, native_or_triton
+from ._sparse import (FLOAT_DTYPES, VALUE_CODES, check_devices, check_scale_and_bias, check_x_and_values,
+                      dense_linear_ref, rows)
 
 lib.define("csr_linear(Tensor x, Tensor crow_indices, Tensor col_indices, Tensor values, int out_features, "
            "Tensor? bias, Tensor? w_scale) -> Tensor")
 
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_VALUE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2, torch.int8: 3}
-
-
 def _check(x, crow, col, values, out_features, bias, w_scale):
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
-    if x.dim() == 0:
-        raise ValueError("x: expected at least one dimension")
-    if values.dtype not in _VALUE_CODES:
-        raise TypeError(f"values: expected float32, bfloat16, float16 or int8, got {values.dtype}")
+    check_x_and_values(x, values)
     if not isinstance(out_features, int) or out_features < 0:
         raise ValueError(f"out_features: expected a count >= 0, got {out_features!r}")
-    if (values.dtype == torch.int8) != (w_scale is not None):
-        raise ValueError("w_scale: expected [out_features] float32 with int8 values, and none with float values")
-    for name, t in (("bias", bias), ("w_scale", w_scale)):
-        if t is None:
-            continue
-        if t.dtype != torch.float32:
-            raise TypeError(f"{name}: expected float32, got {t.dtype}")
-        if t.shape != (out_features,):
-            raise ValueError(f"{name}: expected shape ({out_features},), got {tuple(t.shape)}")
-    for name, t in (("crow_indices", crow), ("col_indices", col), ("values", values), ("bias", bias),
-                    ("w_scale", w_scale)):
-        if t is not None and t.device != x.device:
-            raise ValueError(f"{name}: expected a tensor on {x.device} like x, got {t.device}")
+    check_scale_and_bias(values, bias, w_scale, out_features, "out_features")
+    check_devices(x, crow_indices=crow, col_indices=col, values=values, bias=bias, w_scale=w_scale)
 
 
 @torch.library.register_fake("prunq::csr_linear")
@@ -61,18 +41,11 @@ def _(x, crow_indices, col_indices, values, out_features, bias, w_scale):
 
 
 def csr_linear_ref(x, crow_indices, col_indices, values, out_features, bias=None, w_scale=None):
-    w = layout.to_dense(crow_indices, col_indices, values, x.shape[-1]).double()
-    if w_scale is not None:
-        w = w * w_scale.double()[:, None]
-    y = x.double() @ w.T
-    if bias is not None:
-        y = y + bias.double()
-    return y.to(x.dtype)
+    return dense_linear_ref(x, layout.to_dense(crow_indices, col_indices, values, x.shape[-1]), bias, w_scale)
 
 
 def _native_linear(x, crow, col, values, out_features, bias, w_scale):
-    k = x.shape[-1]
-    x2 = _native.native_tensor(x.reshape(math.prod(x.shape[:-1]), k), "x", x.dtype, x.device)
+    x2 = _native.native_tensor(rows(x), "x", x.dtype, x.device)
     crow, col = (_native.native_tensor(t, name, torch.int32, x.device)
                  for name, t in (("crow_indices", crow), ("col_indices", col)))
     v = _native.native_tensor(values, "values", values.dtype, x.device)
@@ -80,16 +53,15 @@ def _native_linear(x, crow, col, values, out_features, bias, w_scale):
     b = None if bias is None else _native.native_tensor(bias, "bias", torch.float32, x.device)
     out = _native.empty_output((x2.shape[0], out_features), x.dtype, x.device)
     _native.C.csr_linear(x2.data_ptr(), _native.dtype_code(x.dtype), crow.data_ptr(), col.data_ptr(), v.data_ptr(),
-                         _VALUE_CODES[values.dtype], _native.address(scale), _native.address(b), out.data_ptr(),
-                         x2.shape[0], out_features, k, torch.get_num_threads())
+                         VALUE_CODES[values.dtype], _native.address(scale), _native.address(b), out.data_ptr(),
+                         x2.shape[0], out_features, x2.shape[1], torch.get_num_threads())
     return out.view(*x.shape[:-1], out_features)
 
 
 def _triton_linear(x, crow, col, values, out_features, bias, w_scale):
     from ..triton_kernels.csr import csr_linear as kernel
 
-    k = x.shape[-1]
-    y = kernel(x.reshape(math.prod(x.shape[:-1]), k).contiguous(), crow.contiguous(), col.contiguous(),
+    y = kernel(rows(x).contiguous(), crow.contiguous(), col.contiguous(),
                values.contiguous(), out_features, None if bias is None else bias.contiguous(),
                None if w_scale is None else w_scale.contiguous())
     return y.view(*x.shape[:-1], out_features)
@@ -106,6 +78,15 @@ def _linear(x, crow, col, values, out_features, bias, w_scale):
 
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("csr_linear", _linear, _key)
+
+
+def direct_linear(x, crow_indices, col_indices, values, in_features, out_features, bias=None, w_scale=None):
+    """For a module that checked its indices against in_features when it was built or loaded: the
+    CPU kernel for an eager call (see _eager), or None where x must take the op (which checks
+    everything)."""
+    if x.dtype not in FLOAT_DTYPES or not x.shape or x.shape[-1] != in_features or not values.is_cpu:
+        return None
+    return _native_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)
 
 
 def csr_linear(x: torch.Tensor, crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor,

@@ -18,36 +18,28 @@ large M are not wired in yet); other devices the reference.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _native
 from ..formats import sparse24 as layout
 from . import _eager
 from ._library import lib, native_or_triton
+from ._sparse import (FLOAT_DTYPES, VALUE_CODES, check_devices, check_scale_and_bias, check_x_and_values,
+                      dense_linear_ref, rows)
 
 lib.define("sparse24_pack(Tensor w) -> (Tensor, Tensor)")
 lib.define("sparse24_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias, Tensor? w_scale) -> Tensor")
 
-_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_VALUE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2, torch.int8: 3}
-
 
 def _check_pack(w):
-    if w.dtype not in _VALUE_CODES:
+    if w.dtype not in VALUE_CODES:
         raise TypeError(f"w: expected float32, bfloat16, float16 or int8, got {w.dtype}")
     if w.dim() != 2:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
 
 
 def _check_linear(x, values, meta, bias, w_scale):
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
-    if x.dim() == 0:
-        raise ValueError("x: expected at least one dimension")
-    if values.dtype not in _VALUE_CODES:
-        raise TypeError(f"values: expected float32, bfloat16, float16 or int8, got {values.dtype}")
+    check_x_and_values(x, values)
     k = x.shape[-1]
     if values.dim() != 2 or values.shape[1] != layout.padded_k(k) // 2:
         raise ValueError(f"values: expected [N, {layout.padded_k(k) // 2}] for x's K = {k}, "
@@ -58,18 +50,8 @@ def _check_linear(x, values, meta, bias, w_scale):
     if meta.shape != (n, layout.padded_k(k) // 8):
         raise ValueError(f"meta: expected shape ({n}, {layout.padded_k(k) // 8}) to match values, "
                          f"got {tuple(meta.shape)}")
-    if (values.dtype == torch.int8) != (w_scale is not None):
-        raise ValueError("w_scale: expected [N] float32 with int8 values, and none with float values")
-    for name, t in (("bias", bias), ("w_scale", w_scale)):
-        if t is None:
-            continue
-        if t.dtype != torch.float32:
-            raise TypeError(f"{name}: expected float32, got {t.dtype}")
-        if t.shape != (n,):
-            raise ValueError(f"{name}: expected shape ({n},), got {tuple(t.shape)}")
-    for name, t in (("values", values), ("meta", meta), ("bias", bias), ("w_scale", w_scale)):
-        if t is not None and t.device != x.device:
-            raise ValueError(f"{name}: expected a tensor on {x.device} like x, got {t.device}")
+    check_scale_and_bias(values, bias, w_scale, n, "N")
+    check_devices(x, values=values, meta=meta, bias=bias, w_scale=w_scale)
 
 
 @torch.library.register_fake("prunq::sparse24_pack")
@@ -94,37 +76,29 @@ def sparse24_pack_ref(w):
 
 
 def sparse24_linear_ref(x, values, meta, bias=None, w_scale=None):
-    w = layout.unpack(values, meta, x.shape[-1]).double()
-    if w_scale is not None:
-        w = w * w_scale.double()[:, None]
-    y = x.double() @ w.T
-    if bias is not None:
-        y = y + bias.double()
-    return y.to(x.dtype)
+    return dense_linear_ref(x, layout.unpack(values, meta, x.shape[-1]), bias, w_scale)
 
 
 # --- device kernels ----------------------------------------------------------------------------
 
 
 def _native_linear(x, values, meta, bias, w_scale):
-    k = x.shape[-1]
-    x2 = _native.native_tensor(x.reshape(math.prod(x.shape[:-1]), k), "x", x.dtype, x.device)
+    x2 = _native.native_tensor(rows(x), "x", x.dtype, x.device)
     v = _native.native_tensor(values, "values", values.dtype, x.device)
     positions = _native.native_tensor(meta, "meta", torch.uint8, x.device)
     scale = None if w_scale is None else _native.native_tensor(w_scale, "w_scale", torch.float32, x.device)
     b = None if bias is None else _native.native_tensor(bias, "bias", torch.float32, x.device)
     out = _native.empty_output((x2.shape[0], values.shape[0]), x.dtype, x.device)
-    _native.C.sparse24_linear(x2.data_ptr(), _native.dtype_code(x.dtype), v.data_ptr(), _VALUE_CODES[values.dtype],
+    _native.C.sparse24_linear(x2.data_ptr(), _native.dtype_code(x.dtype), v.data_ptr(), VALUE_CODES[values.dtype],
                               positions.data_ptr(), _native.address(scale), _native.address(b), out.data_ptr(),
-                              x2.shape[0], values.shape[0], k, torch.get_num_threads())
+                              x2.shape[0], values.shape[0], x2.shape[1], torch.get_num_threads())
     return out.view(*x.shape[:-1], values.shape[0])
 
 
 def _triton_linear(x, values, meta, bias, w_scale):
     from ..triton_kernels.sparse24 import sparse24_linear as kernel
 
-    k = x.shape[-1]
-    y = kernel(x.reshape(math.prod(x.shape[:-1]), k).contiguous(), values.contiguous(), meta.contiguous(),
+    y = kernel(rows(x).contiguous(), values.contiguous(), meta.contiguous(),
                None if bias is None else bias.contiguous(), None if w_scale is None else w_scale.contiguous())
     return y.view(*x.shape[:-1], values.shape[0])
 
@@ -151,7 +125,7 @@ for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
 def direct_linear(x, values, meta, bias=None, w_scale=None):
     """For a module that checked its packing when it was built or loaded: the CPU kernel for an
     eager call (see _eager), or None where x must take the op (which checks everything)."""
-    if x.dtype not in _FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
+    if x.dtype not in FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
             not values.is_cpu or not meta.is_cpu):
         return None
     return _native_linear(x, values, meta, bias, w_scale)
