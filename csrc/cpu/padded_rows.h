@@ -20,9 +20,10 @@ using AlignedRows = std::unique_ptr<T[], FreeDeleter>;
 
 // x [m, k] as Out (fp32 through to_float; otherwise the same type, or int8 widened to int16) in
 // rows of ldx elements on 64-byte aligned storage, zero from k to kp, so that a kernel's loop over
-// kp has no tail on x and padded weights meet zeros, never stale values.
+// kp has no tail on x and padded weights meet zeros, never stale values. static: each
+// instruction-set build keeps its own copy, where a shared inline one could be linked from the widest.
 template <class Out, class In>
-AlignedRows<Out> padded_rows(const In* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
+static AlignedRows<Out> padded_rows(const In* x, int64_t m, int64_t k, int64_t kp, int64_t ldx, int num_threads) {
   const size_t bytes = std::max<size_t>(64, (size_t(m * ldx) * sizeof(Out) + 63) / 64 * 64);
   AlignedRows<Out> rows(static_cast<Out*>(std::aligned_alloc(64, bytes)));
   parallel_for(m, num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
