@@ -10,7 +10,7 @@ from prunq._backend import triton_usable, use_backend
 from prunq.formats import csr as layout
 from prunq.ops.csr import csr_linear_ref
 
-from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
+from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED, SPARSE_LONG_K
 
 VALUE_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8]
 X_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -46,6 +46,17 @@ def test_matches_the_dense_reference(cpu_isa, case):
     got = prunq.ops.csr_linear(x, crow, col, values, n, bias, w_scale)
     assert got.dtype == x.dtype and got.shape == (m, n)
     torch.testing.assert_close(got, csr_linear_ref(x, crow, col, values, n, bias, w_scale), **TOLERANCE[case["x"]])
+
+
+@pytest.mark.parametrize("values_dtype", VALUE_DTYPES)
+def test_long_k_walked_in_blocks(cpu_isa, values_dtype):
+    g = torch.Generator().manual_seed(5)
+    for (m, k, n), sparsity in zip(SPARSE_LONG_K, (0.9, 0.5)):
+        crow, col, values = layout.from_dense(sparse_weight(n, k, sparsity, g, values_dtype))
+        x = torch.randn(m, k, generator=g)
+        w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        torch.testing.assert_close(prunq.ops.csr_linear(x, crow, col, values, n, None, w_scale),
+                                   csr_linear_ref(x, crow, col, values, n, None, w_scale), rtol=1e-5, atol=1e-3)
 
 
 def test_three_dimensional_x_and_opcheck():
@@ -98,6 +109,27 @@ def test_csr_linear_module_round_trips_checks_what_it_loads_and_compiles():
         with pytest.raises(ValueError, match="^col_indices:"):
             prunq.nn.CSRLinear(**config).load_state_dict(corrupted)
     assert "sparsity=80.0%" in repr(prunq.nn.CSRLinear.from_linear(linear))
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_csr_linear_takes_the_dense_gemm_below_the_break_even_sparsity(monkeypatch, int8):
+    from prunq.nn import csr_linear
+
+    linear = torch.nn.Linear(40, 12)
+    prunq.compress.prune(linear, 0.3)
+    x = torch.randn(5, 40)
+    monkeypatch.setitem(csr_linear.DENSE_BELOW, prunq._native.C.active_isa(), 0.5)
+    dense = prunq.nn.CSRLinear.from_linear(linear, int8=int8)
+    assert dense.dense_weight is not None and "path=dense GEMM" in repr(dense)
+    assert "dense_weight" not in dense.state_dict()
+    sparse_path = csr_linear_ref(x, dense.crow_indices, dense.col_indices, dense.values, 12, dense.bias, dense.w_scale)
+    torch.testing.assert_close(dense(x), sparse_path, rtol=1e-5, atol=1e-5)
+    monkeypatch.setitem(csr_linear.DENSE_BELOW, prunq._native.C.active_isa(), 0.2)
+    reloaded = prunq.nn.CSRLinear(**{k: v for k, v in dense.config().items() if k != "type"})
+    reloaded.load_state_dict(dense.state_dict())
+    assert reloaded.dense_weight is None and "path=csr kernel" in repr(reloaded)
+    torch.testing.assert_close(reloaded(x), sparse_path, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dense.bfloat16()(x.bfloat16()), sparse_path.bfloat16(), rtol=2e-2, atol=5e-2)
 
 
 @pytest.mark.skipif(not triton_usable()[0], reason=triton_usable()[1])

@@ -10,7 +10,7 @@ from prunq._backend import triton_usable, use_backend
 from prunq.formats import sparse24 as layout
 from prunq.ops.sparse24 import sparse24_linear_ref
 
-from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
+from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED, SPARSE_LONG_K
 
 VALUE_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8]
 X_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -53,6 +53,17 @@ def test_matches_the_dense_reference(cpu_isa, case):
     got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
     assert got.dtype == x.dtype and got.shape == (m, n)
     torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(case["x"]))
+
+
+@pytest.mark.parametrize("values_dtype", VALUE_DTYPES)
+def test_long_k_walked_in_blocks(cpu_isa, values_dtype):
+    g = torch.Generator().manual_seed(5)
+    for m, k, n in SPARSE_LONG_K:
+        values, meta = prunq.ops.sparse24_pack(two_of_four(n, k, g, values_dtype))
+        x = torch.randn(m, k, generator=g)
+        w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta, None, w_scale),
+                                   sparse24_linear_ref(x, values, meta, None, w_scale), rtol=1e-5, atol=1e-3)
 
 
 def test_three_dimensional_x_and_empty_rows():
@@ -120,6 +131,35 @@ def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
         with use_backend("triton"):
             got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
         torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(x_dtype))
+
+
+@pytest.mark.parametrize("values_dtype", [torch.bfloat16, torch.int8])
+def test_many_rows_on_cuda_take_torchs_semi_structured_weight_built_once(monkeypatch, values_dtype):
+    # The CUDA path's dispatch, run on CPU tensors with torch's conversion stood in by the dense
+    # weight it would hold: many rows take it, built once per values tensor and rebuilt when the
+    # values change; few rows take the Triton kernel.
+    from prunq.ops import sparse24 as op
+
+    conversions, triton_calls = [], []
+    monkeypatch.setattr(torch.sparse, "to_sparse_semi_structured", lambda w: conversions.append(w) or w)
+    monkeypatch.setattr(op, "_triton_linear", lambda *args: triton_calls.append(args) or "triton")
+    g = torch.Generator().manual_seed(4)
+    n, k = 24, 40
+    values, meta = prunq.ops.sparse24_pack(two_of_four(n, k, g, values_dtype))
+    w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+    bias = torch.randn(n, generator=g)
+    x = torch.randn(2, op.TORCH_SPARSE_FROM_ROWS // 2, k, generator=g).bfloat16()
+    close = dict(rtol=2e-2, atol=1e-1)  # the weight itself is rounded to bf16 (int8 times w_scale)
+    for _ in range(2):
+        torch.testing.assert_close(op._cuda_linear(x, values, meta, bias, w_scale),
+                                   sparse24_linear_ref(x, values, meta, bias, w_scale), **close)
+    assert len(conversions) == 1 and not triton_calls
+    values.neg_()
+    torch.testing.assert_close(op._cuda_linear(x, values, meta, bias, w_scale),
+                               sparse24_linear_ref(x, values, meta, bias, w_scale), **close)
+    assert len(conversions) == 2
+    assert op._cuda_linear(x[:, :3], values, meta, bias, w_scale) == "triton"
+    assert op._cuda_linear(x.float(), values, meta, bias, w_scale) == "triton"  # fp32: not torch's 2:4 dtypes
 
 
 def test_sparse24_linear_module_round_trips_checks_what_it_loads_and_compiles():

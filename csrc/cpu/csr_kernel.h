@@ -1,9 +1,8 @@
-// The CSR GEMM written once over the Vec of an instruction set: rows of x in tiles of
-// kTileRows = 2 * Vec::width, each tile transposed into a K-major panel (panel[k] holds x[rows, k]),
-// and for each output channel every non-zero weight broadcast against its panel row: two FMAs
-// per non-zero cover the whole tile, and a skipped weight costs nothing. Threads take ranges of
-// output channels holding equal numbers of non-zeros. Included after an instruction set's vec
-// header with PRUNQ_ISA naming its namespace.
+// The CSR GEMM written once over the Vec of an instruction set. For a few rows of x, each row's dot
+// products directly; from kPanelFromRows rows, the panel kernel (panel_kernel.h): rows of x
+// transposed into K-major panels, each non-zero broadcast against its panel row, so a skipped
+// weight costs nothing. Threads take ranges of output channels holding equal numbers of
+// non-zeros. Included after an instruction set's vec header with PRUNQ_ISA naming its namespace.
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
@@ -11,22 +10,10 @@
 
 #include "../common/parallel.h"
 #include "csr.h"
-#include "padded_rows.h"
+#include "panel_kernel.h"
 
 namespace prunq::cpu::PRUNQ_ISA {
 namespace {
-
-constexpr int kTileRows = 2 * Vec::width;
-
-// panel[kk * kTileRows + i] = x[r0 + i, kk] as fp32, zero for rows past `rows`.
-template <class T>
-void transpose_tile(const T* x, int64_t k, int64_t r0, int rows, float* panel) {
-  for (int64_t kk = 0; kk < k; ++kk) {
-    float* dst = panel + kk * kTileRows;
-    for (int i = 0; i < rows; ++i) dst[i] = to_float(x[(r0 + i) * k + kk]);
-    for (int i = rows; i < kTileRows; ++i) dst[i] = 0.f;
-  }
-}
 
 // The first channel of each of `parts` ranges holding about equal numbers of non-zeros.
 std::vector<int64_t> balanced_starts(const int32_t* crow, int64_t n, int parts) {
@@ -64,39 +51,42 @@ void csr_few_rows(const CsrArgs& a, const std::vector<int64_t>& starts, int part
   });
 }
 
+// The non-zeros of each channel, for the panel kernel.
+template <class V>
+struct CsrRows {
+  const int32_t* crow;
+  const int32_t* cols;
+  const V* values;
+  struct Row {
+    const int32_t* cols;
+    const V* values;
+    int64_t count;
+    int64_t end(int64_t j, int64_t k_end) const {
+      while (j < count && cols[j] < k_end) ++j;
+      return j;
+    }
+    int64_t col(int64_t j) const { return cols[j]; }
+    float value(int64_t j) const { return to_float(values[j]); }
+    void prefetch(int64_t j, int64_t) const {
+      __builtin_prefetch(cols + j);
+      __builtin_prefetch(values + j);
+    }
+  };
+  Row row(int64_t n) const { return {cols + crow[n], values + crow[n], int64_t(crow[n + 1]) - crow[n]}; }
+};
+
 template <class T, class V>
 void csr_typed(const CsrArgs& a) {
   const auto* x = static_cast<const T*>(a.x);
   const auto* values = static_cast<const V*>(a.values);
-  // At least ~64K multiply-adds of the tile per thread before splitting pays.
-  const int64_t work = std::max<int64_t>(1, int64_t(a.crow[a.n]) * kTileRows);
+  // At least ~64K multiply-adds per thread before splitting pays.
+  const int64_t work = std::max<int64_t>(1, int64_t(a.crow[a.n]) * std::min<int64_t>(a.m, 64));
   const int parts = int(std::max<int64_t>(1, std::min<int64_t>(a.num_threads, work >> 16)));
   const std::vector<int64_t> starts = balanced_starts(a.crow, a.n, parts);
   if (a.m < kPanelFromRows) return csr_few_rows<T, V>(a, starts, parts);
-  parallel_for(parts, parts, 1, [&](int64_t p_begin, int64_t p_end) {
-    AlignedRows<float> panel(
-        static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (size_t(a.k) * kTileRows * 4 + 63) / 64 * 64))));
-    alignas(64) float tile[kTileRows];
-    for (int64_t part = p_begin; part < p_end; ++part) {
-      for (int64_t r0 = 0; r0 < a.m; r0 += kTileRows) {
-        const int rows = int(std::min<int64_t>(kTileRows, a.m - r0));
-        transpose_tile(x, a.k, r0, rows, panel.get());
-        for (int64_t n = starts[part]; n < starts[part + 1]; ++n) {
-          Vec acc0 = Vec::zero(), acc1 = Vec::zero();
-          for (int32_t j = a.crow[n]; j < a.crow[n + 1]; ++j) {
-            const Vec w = Vec::splat(to_float(values[j]));
-            const float* xs = panel.get() + int64_t(a.col[j]) * kTileRows;
-            acc0 = fma(w, Vec::load(xs), acc0);
-            acc1 = fma(w, Vec::load(xs + Vec::width), acc1);
-          }
-          acc0.store(tile);
-          acc1.store(tile + Vec::width);
-          const float scale = a.w_scale ? a.w_scale[n] : 1.f, bias = a.bias ? a.bias[n] : 0.f;
-          for (int i = 0; i < rows; ++i) static_cast<T*>(a.out)[(r0 + i) * a.n + n] = from_float<T>(tile[i] * scale + bias);
-        }
-      }
-    }
-  });
+  panel_linear(x, a.k, a.m, a.k, a.k, CsrRows<V>{a.crow, a.col, values}, starts,
+               double(a.crow[a.n]) / double(std::max<int64_t>(1, a.n * a.k)), a.w_scale, a.bias,
+               static_cast<T*>(a.out), a.n);
 }
 
 template <class T>

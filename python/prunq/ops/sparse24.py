@@ -12,8 +12,11 @@ x: [..., K] float32, bfloat16 or float16; values float (any of the three) or int
 w_scale [N] float32. CPU tensors run on prunq._C (portable, AVX2, AVX-512): a row of W is read
 in chunks whose values pick their x by register permutes, so one row of x reads only the kept
 weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes). CUDA tensors run the
-Triton kernel (triton_kernels/sparse24.py, written for few rows of x; torch's own 2:4 kernels for
-large M are not wired in yet); other devices the reference.
+Triton kernel (triton_kernels/sparse24.py, written for few rows of x: values and positions
+expanded in registers) and, from TORCH_SPARSE_FROM_ROWS rows of fp16 or bf16 x, torch's own 2:4
+kernels on the sparse tensor cores (to_sparse_semi_structured: cuSPARSELt or CUTLASS), whose
+weight is derived from values and meta on first use and kept with the values tensor; other
+devices run the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
+from .._backend import forced_backend
 from ..formats import sparse24 as layout
 from . import _eager
 from ._library import lib, native_or_triton
@@ -103,7 +107,43 @@ def _triton_linear(x, values, meta, bias, w_scale):
     return y.view(*x.shape[:-1], values.shape[0])
 
 
-_PATHS = {"native": _native_linear, "triton": _triton_linear, "reference": sparse24_linear_ref}
+# From this many rows the GEMM is compute-bound and the sparse tensor cores win (not yet measured on
+# a GPU: bench_sparse24 --device cuda times both sides).
+TORCH_SPARSE_FROM_ROWS = 256
+
+
+def torch_semi_structured(values, meta, k, dtype, w_scale=None):
+    """The weight as torch's SparseSemiStructuredTensor in `dtype`, or None where torch's kernels
+    do not take it (dtype, shape, device). Built once per values tensor and kept on it, rebuilt
+    when values or meta change in place."""
+    key = (values._version, meta.data_ptr(), meta._version, dtype, k,
+           None if w_scale is None else (w_scale.data_ptr(), w_scale._version))
+    cached = getattr(values, "_prunq_semi_structured", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    weight = None
+    if dtype in (torch.float16, torch.bfloat16):
+        dense = layout.unpack(values, meta, k)
+        dense = (dense.float() * w_scale[:, None] if w_scale is not None else dense).to(dtype)
+        try:
+            weight = torch.sparse.to_sparse_semi_structured(dense)
+        except (RuntimeError, ValueError):  # shapes or devices torch's kernels do not take
+            weight = None
+    values._prunq_semi_structured = (key, weight)
+    return weight
+
+
+def _cuda_linear(x, values, meta, bias, w_scale):
+    x2 = rows(x)
+    if x2.shape[0] >= TORCH_SPARSE_FROM_ROWS and forced_backend() != "triton":
+        weight = torch_semi_structured(values, meta, x.shape[-1], x.dtype, w_scale)
+        if weight is not None:
+            return torch.nn.functional.linear(x2, weight, None if bias is None else bias.to(x.dtype)).view(
+                *x.shape[:-1], values.shape[0])
+    return _triton_linear(x, values, meta, bias, w_scale)
+
+
+_PATHS = {"native": _native_linear, "triton": _cuda_linear, "reference": sparse24_linear_ref}
 
 
 def _pack(w):
