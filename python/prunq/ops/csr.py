@@ -5,8 +5,9 @@
         (row, col_indices) with rows delimited by crow_indices (int32; prunq.formats.csr); int8
         values are dequantized by w_scale [out_features].
 
-CPU tensors run on prunq._C (portable, AVX2, AVX-512): rows of x in tiles transposed into K-major
-panels, each non-zero weight broadcast against its panel row, threads balanced by non-zeros; CUDA
+CPU tensors run on prunq._C (portable, AVX2, AVX-512): from 4 rows of x, rows in tiles transposed
+into K-major panels (walked in L1-sized blocks of K where the call is compute-bound), each
+non-zero weight broadcast against its panel row, threads balanced by non-zeros; CUDA
 tensors the Triton kernel (triton_kernels/csr.py: a program per channel, longest channels first);
 other devices the reference. The indices are checked on every call (a kernel reads x at
 them); a module that owns its weight checks them once.

@@ -9,9 +9,10 @@
         the weight is unpack(values, meta) * w_scale[:, None] (weight-only: x stays float).
 
 x: [..., K] float32, bfloat16 or float16; values float (any of the three) or int8; bias and
-w_scale [N] float32. CPU tensors run on prunq._C (portable, AVX2, AVX-512): a row of W is read
-in chunks whose values pick their x by register permutes, so one row of x reads only the kept
-weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes). CUDA tensors run the
+w_scale [N] float32. CPU tensors run on prunq._C (portable, AVX2, AVX-512): below 16 rows of x a
+row of W is read in chunks whose values pick their x by register permutes, so one row of x reads
+only the kept weights and their 4-bit positions (9/16 of a dense bf16 weight's bytes); from 16
+rows, CSR's panel kernel (each kept weight broadcast against a tile of rows of x). CUDA tensors run the
 Triton kernel (triton_kernels/sparse24.py, written for few rows of x: values and positions
 expanded in registers) and, from TORCH_SPARSE_FROM_ROWS rows of fp16 or bf16 x, torch's own 2:4
 kernels on the sparse tensor cores (to_sparse_semi_structured: cuSPARSELt or CUTLASS), whose
