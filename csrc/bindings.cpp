@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_features.h"
+#include "cpu/binary.h"
 #include "cpu/ceilings.h"
 #include "cpu/csr.h"
 #include "cpu/int8_gemm.h"
@@ -152,6 +153,36 @@ void csr_linear(uintptr_t x, int dtype, uintptr_t crow, uintptr_t col, uintptr_t
   cpu::csr_linear(args);
 }
 
+void pack_bits(uintptr_t x, int dtype, int64_t m, int64_t k, int64_t words, uintptr_t bits, uintptr_t alpha,
+               int num_threads) {
+  check(m >= 0 && k >= 0 && words == (k + 31) / 32, "pack_bits: bad sizes");
+  const GilRelease release(m * k);
+  cpu::pack_bits(as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), m, k, words, as_ptr<uint32_t>(bits),
+                 as_ptr<float>(alpha), num_threads);
+}
+
+// dots != 0: the int32 dot products; else out = alpha * w_scale * dots + bias in out_dtype.
+void binary_gemm(uintptr_t a, uintptr_t b, int64_t m, int64_t n, int64_t k, int64_t words, uintptr_t dots,
+                 uintptr_t out, int out_dtype, uintptr_t alpha, uintptr_t w_scale, uintptr_t bias, int num_threads) {
+  check(m >= 0 && n >= 0 && k > 0 && words == (k + 31) / 32, "binary_gemm: bad sizes");
+  if (m == 0 || n == 0) return;
+  check(dots != 0 || w_scale != 0, "binary_gemm: the float form needs w_scale");
+  const GilRelease release(m * n * words * 32);
+  cpu::binary_gemm({as_ptr<const uint32_t>(a), as_ptr<const uint32_t>(b), m, n, k, words, as_ptr<int32_t>(dots),
+                    as_ptr<void>(out), dots ? DType::f32 : dtype_from_code(out_dtype, "out_dtype"),
+                    as_ptr<const float>(alpha), as_ptr<const float>(w_scale), as_ptr<const float>(bias), num_threads});
+}
+
+void binary_linear(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out, int64_t m,
+                   int64_t n, int64_t k, int64_t words, bool binarize_x, int num_threads) {
+  check(m >= 0 && n >= 0 && k > 0 && words == (k + 31) / 32, "binary_linear: bad sizes");
+  if (m == 0 || n == 0) return;
+  const GilRelease release(m * n * words * 32);
+  cpu::binary_linear({as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const uint32_t>(w),
+                      as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k, words,
+                      binarize_x, num_threads});
+}
+
 void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
   check(n >= 0 && k >= 0, "pack_int8_vnni: negative size");
   py::gil_scoped_release release;
@@ -199,6 +230,15 @@ PYBIND11_MODULE(_C, m) {
         py::arg("dtype"), py::arg("crow"), py::arg("col"), py::arg("values"), py::arg("values_type"),
         py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("num_threads"));
+  m.def("pack_bits", &pack_bits, "bits of x >= 0 in 32-bit words per row; alpha = mean |x| per row unless 0",
+        py::arg("x"), py::arg("dtype"), py::arg("m"), py::arg("k"), py::arg("words"), py::arg("bits"),
+        py::arg("alpha"), py::arg("num_threads"));
+  m.def("binary_gemm", &binary_gemm, "k - 2 popcount(a xor b) as int32, or scaled into a float out", py::arg("a"),
+        py::arg("b"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("words"), py::arg("dots"), py::arg("out"),
+        py::arg("out_dtype"), py::arg("alpha"), py::arg("w_scale"), py::arg("bias"), py::arg("num_threads"));
+  m.def("binary_linear", &binary_linear, "XNOR-Net (binarize_x) or BinaryConnect linear on packed weight bits",
+        py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"),
+        py::arg("n"), py::arg("k"), py::arg("words"), py::arg("binarize_x"), py::arg("num_threads"));
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",

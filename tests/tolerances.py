@@ -51,3 +51,13 @@ GELU_EPILOGUE = {
     torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5),
     torch.float16: dict(rtol=2e-3, atol=1e-5),
 }
+
+# binary_linear against its float64 reference. XNOR-Net: the +-1 dot product is exact; alpha =
+# mean |x| and the epilogue run in fp32 (a few ulp), plus the rounding of a 16-bit output.
+# BinaryConnect sums K terms of x in fp32 (as 2 * (sum where the bit is set) - (sum of the row)),
+# an error like sqrt(K) ulp of sum |x|: at K = 4099 and unit-normal x, under 1e-3 absolute.
+BINARY = {
+    torch.float32: dict(rtol=1e-5, atol=1e-3),
+    torch.bfloat16: dict(rtol=2**-7, atol=1e-2),
+    torch.float16: dict(rtol=2**-10, atol=1e-2),
+}

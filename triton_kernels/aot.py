@@ -28,7 +28,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import csr, int8_gemm, layernorm, sparse24
+from . import binary, csr, int8_gemm, layernorm, sparse24
 
 ARCHS = (80, 90)
 # Spill bytes per thread (stores) a shipped variant may have: the tiles and row lengths are chosen
@@ -109,6 +109,7 @@ def variants():
 
     yield from _sparse24_variants()
     yield from _csr_variants()
+    yield from _binary_variants()
 
 
 def _sparse24_variants():
@@ -133,6 +134,24 @@ def _csr_variants():
                     "W_SCALE": "*fp32", "BIAS": "*fp32", "OUT": f"*{x_type}", "M": "i32", "N": "i32", "K": "i32"}),
                     {"HAS_SCALE": has_scale, "HAS_BIAS": True, "BLOCK_M": block_m, "BLOCK_J": block_j},
                     {"num_warps": warps})
+
+
+def _binary_variants():
+    xnor = binary._xnor_kernel
+    for out_type, float_out in (("i32", False), *((dtype, True) for dtype in DTYPES)):
+        for block_m, block_n, block_w, warps in binary.XNOR_TILES:
+            yield Variant("binary_xnor", xnor, _signature(xnor, {
+                "A": "*i32", "B": "*i32", "ALPHA": "*fp32", "W_SCALE": "*fp32", "BIAS": "*fp32", "OUT": f"*{out_type}",
+                "M": "i32", "N": "i32", "K": "i32", "WORDS": "i32"}),
+                {"FLOAT_OUT": float_out, "HAS_ALPHA": float_out, "HAS_BIAS": float_out, "PTX": True,
+                 "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_W": block_w}, {"num_warps": warps})
+    connect = binary._connect_kernel
+    for x_type in DTYPES:
+        for block_m, block_n, block_w, warps in binary.CONNECT_TILES:
+            yield Variant("binary_connect", connect, _signature(connect, {
+                "X": f"*{x_type}", "B": "*i32", "W_SCALE": "*fp32", "BIAS": "*fp32", "OUT": f"*{x_type}",
+                "M": "i32", "N": "i32", "K": "i32", "WORDS": "i32"}),
+                {"HAS_BIAS": True, "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_W": block_w}, {"num_warps": warps})
 
 
 def compile_variant(variant: Variant, arch: int):

@@ -26,6 +26,7 @@ bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vn
 
 void set_avx512_vnni_enabled(bool enabled) { vnni_masked.store(!enabled); }
 bool has_avx512_bf16() { return has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+bool has_avx512_vpopcntdq() { return has_avx512() && __builtin_cpu_supports("avx512vpopcntdq"); }
 #else
 namespace {
 bool has_avx2() { return false; }
@@ -34,6 +35,7 @@ bool has_avx512() { return false; }
 
 bool has_avx512_vnni() { return false; }
 bool has_avx512_bf16() { return false; }
+bool has_avx512_vpopcntdq() { return false; }
 void set_avx512_vnni_enabled(bool) {}
 #endif
 

@@ -16,6 +16,7 @@ bool has_avx512_vnni();
 // paths run and are measured on any AVX-512 machine; true: back to what the CPU has.
 void set_avx512_vnni_enabled(bool enabled);
 bool has_avx512_bf16();
+bool has_avx512_vpopcntdq();
 Isa active_isa();
 // Selects `isa`; throws std::invalid_argument when the CPU lacks it.
 void set_active_isa(Isa isa);

@@ -60,6 +60,30 @@ void dpbusd_zmm(int64_t blocks) {
 #undef PRUNQ_STEP
         ::: PRUNQ_CLOBBER_XMM);
 }
+// The binary GEMM's step: xor, popcount, add, on 512 bits (AVX-512 VPOPCNTDQ).
+void xor_popcnt_zmm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vpxorq %%zmm12, %%zmm13, %%zmm14\n vpopcntq %%zmm14, %%zmm14\n vpaddq %%zmm14, %%zmm" #n ", %%zmm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
+// The AVX2 step on 256 bits: xor, a nibble table looked up twice (vpshufb), bytes summed per
+// 64-bit lane (vpsadbw). Eight chains (ymm0-7): the table, mask and zero take ymm8, 9 and 15.
+void xor_popcnt_ymm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n)                                                                               \
+  "vpxor %%ymm12, %%ymm13, %%ymm14\n vpand %%ymm9, %%ymm14, %%ymm10\n vpsrlw $4, %%ymm14, %%ymm11\n" \
+  "vpand %%ymm9, %%ymm11, %%ymm11\n vpshufb %%ymm10, %%ymm8, %%ymm10\n vpshufb %%ymm11, %%ymm8, %%ymm11\n" \
+  "vpaddb %%ymm10, %%ymm11, %%ymm10\n vpsadbw %%ymm15, %%ymm10, %%ymm10\n vpaddq %%ymm10, %%ymm" #n ", %%ymm" #n "\n"
+        PRUNQ_STEP(0) PRUNQ_STEP(1) PRUNQ_STEP(2) PRUNQ_STEP(3) PRUNQ_STEP(4) PRUNQ_STEP(5) PRUNQ_STEP(6)
+        PRUNQ_STEP(7)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM, "xmm15");
+}
 #undef PRUNQ_CHAINS
 #undef PRUNQ_CLOBBER_XMM
 #endif
@@ -79,11 +103,13 @@ const Kind* find(const std::string& name) {
       {"madd_ymm", madd_ymm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
       {"madd_zmm", madd_zmm, 12 * 32 * 2, [] { return bool(__builtin_cpu_supports("avx512bw")); }},
       {"dpbusd_zmm", dpbusd_zmm, 12 * 64 * 2, [] { return bool(__builtin_cpu_supports("avx512vnni")); }},
+      {"xor_popcnt_zmm", xor_popcnt_zmm, 12 * 512 * 2, [] { return bool(__builtin_cpu_supports("avx512vpopcntdq")); }},
+      {"xor_popcnt_ymm", xor_popcnt_ymm, 8 * 256 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
   };
   for (const Kind& kind : kinds)
     if (name == kind.name) return kind.supported() ? &kind : nullptr;
 #endif
-  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, fma_zmm, madd_ymm, madd_zmm or dpbusd_zmm");
+  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, fma_zmm, madd_ymm, madd_zmm, dpbusd_zmm, xor_popcnt_zmm or xor_popcnt_ymm");
 }
 
 }  // namespace

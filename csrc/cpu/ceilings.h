@@ -12,6 +12,8 @@ namespace prunq::cpu {
 //   madd_ymm    vpmaddwd + vpaddd on 16 int16 pairs (the AVX2 INT8 kernel's exact step)
 //   madd_zmm    the same on 512-bit registers (AVX-512 without VNNI)
 //   dpbusd_zmm  vpdpbusd on 64 byte pairs (AVX-512 VNNI)
+//   xor_popcnt_zmm  vpxorq + vpopcntq + vpaddq on 512 bits: 512 binary multiply-adds (VPOPCNTDQ)
+//   xor_popcnt_ymm  the AVX2 step on 256 bits: vpxor, two vpshufb nibble lookups, vpsadbw, vpaddq
 double ceiling_ops_per_second(const std::string& kind, int num_threads, int64_t blocks);
 
 }  // namespace prunq::cpu

@@ -23,11 +23,11 @@ from .compress import RECORD
 from .compress.fuse_gelu import fusable as gelu_fusable, fuse_block as fuse_gelu_block
 from .compress.fuse_norms import fusable, fuse_block
 from .compress.swap import linear_features, set_submodule
-from .nn import CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from .nn import BinaryLinear, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 
 FORMAT = 1
 _MODULE_TYPES = {cls.__name__: cls for cls in (Int8Linear, LowRankLinear, Int8Embedding, Sparse24Linear,
-                                                        CSRLinear)}
+                                                        CSRLinear, BinaryLinear)}
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> None:

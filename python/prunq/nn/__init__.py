@@ -1,5 +1,6 @@
 """Swap-in modules: compressed replacements for nn.Linear and nn.Embedding, and fused norm blocks."""
 
+from .binary_linear import BinaryLinear
 from .csr_linear import CSRLinear
 from .int8_embedding import Int8Embedding
 from .int8_linear import Int8Linear
@@ -7,4 +8,4 @@ from .layernorm import AddLayerNorm, AddRMSNorm
 from .lowrank_linear import LowRankLinear
 from .sparse24_linear import Sparse24Linear
 
-__all__ = ["AddLayerNorm", "AddRMSNorm", "CSRLinear", "Int8Embedding", "Int8Linear", "LowRankLinear", "Sparse24Linear"]
+__all__ = ["AddLayerNorm", "AddRMSNorm", "BinaryLinear", "CSRLinear", "Int8Embedding", "Int8Linear", "LowRankLinear", "Sparse24Linear"]

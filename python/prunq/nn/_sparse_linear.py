@@ -1,5 +1,5 @@
-"""What the sparse linear modules (Sparse24Linear, CSRLinear) share: the value dtypes they store
-and how a model's cast reaches them."""
+"""What the packed linear modules (Sparse24Linear, CSRLinear, BinaryLinear) share: the value
+dtypes they store and how a model's cast reaches them."""
 
 from __future__ import annotations
 
