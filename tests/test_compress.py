@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import prunq
+from prunq.compress.binarize import is_ffn
 from prunq.compress.fuse_norms import fuse_norms
 from prunq.compress.recipe import parse_recipe
 from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
@@ -108,7 +109,7 @@ def test_calibration_runs_batches_through_the_model():
 
 
 @pytest.mark.parametrize("recipe,message", [
-    ("binary", "not available yet"), ("binary+int8", "not available yet"), ("csr", "expects the sparsity"),
+    ("binary:ternary", "':connect'"), ("binary+int8", "binary has already turned"), ("csr", "expects the sparsity"),
     ("csr:1.5", r"\(0, 1\]"),
     ("int8+int8-weight-only", "quantizes twice"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
     ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
@@ -119,6 +120,22 @@ def test_bad_recipes_are_clear_errors(recipe, message):
     with pytest.raises(ValueError, match=message):
         prunq.compress(model, recipe, show_progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+def test_binary_takes_the_ffn_layers_and_round_trips(tmp_path, kind):
+    model = prunq.compress(tiny_model(kind), "binary", show_progress=False)
+    binary = {name for name, m in model.named_modules() if isinstance(m, prunq.nn.BinaryLinear)}
+    linear = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert binary and all(is_ffn(name) for name in binary)
+    assert not any(is_ffn(name) for name in linear)
+    assert all(m.binarize_x for m in model.modules() if isinstance(m, prunq.nn.BinaryLinear))
+    prunq.save(model, tmp_path / "m.safetensors")
+    loaded = prunq.load(tmp_path / "m.safetensors", tiny_model(kind))
+    assert torch.equal(run(loaded, IDS), run(model, IDS))
+    connect = prunq.compress(tiny_model(kind), "binary:connect", include=["*"], show_progress=False)
+    layers = [m for m in connect.modules() if isinstance(m, prunq.nn.BinaryLinear)]
+    assert len(layers) > len(binary) and not any(m.binarize_x for m in layers)
 
 
 def test_compressing_twice_is_an_error():

@@ -19,6 +19,9 @@ struct Bits {
     std::memcpy(&r, p, sizeof r);
     return r;
   }
+  static Reg load_partial(const uint32_t* p, int n) { return n == 1 ? Reg(*p) : load(p); }
+  static Reg valid_bits(int n, uint32_t last) { return n == 1 ? Reg(last) : Reg(last) << 32 | 0xffffffffu; }
+  static Reg and_(Reg a, Reg b) { return a & b; }
   static Count zero_count() { return 0; }
   static Count add_popcount_xor(Count c, Reg a, Reg b) { return c + __builtin_popcountll(a ^ b); }
   static int64_t total(Count c) { return c; }

@@ -24,6 +24,14 @@ struct Bits {
   using Count = __m256i;
   using Sum = __m256;
   static Reg load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static Reg load_partial(const uint32_t* p, int n) {
+    return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), lanes_below(n));
+  }
+  static Reg valid_bits(int n, uint32_t last) {
+    return _mm256_blendv_epi8(lanes_below(n), _mm256_set1_epi32(int(last)),
+                              _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n - 1)));
+  }
+  static Reg and_(Reg a, Reg b) { return _mm256_and_si256(a, b); }
   static Count zero_count() { return _mm256_setzero_si256(); }
   static Count add_popcount_xor(Count c, Reg a, Reg b) {
     const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
@@ -54,6 +62,11 @@ struct Bits {
     return s;
   }
   static float total(Sum s) { return Vec{s}.sum(); }
+
+ private:
+  static __m256i lanes_below(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
 };
 
 }  // namespace

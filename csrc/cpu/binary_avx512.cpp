@@ -14,6 +14,12 @@ struct Bits {
   using Count = __m512i;
   using Sum = __m512;
   static Reg load(const uint32_t* p) { return _mm512_loadu_si512(p); }
+  static Reg load_partial(const uint32_t* p, int n) { return _mm512_maskz_loadu_epi32(__mmask16((1u << n) - 1), p); }
+  static Reg valid_bits(int n, uint32_t last) {
+    return _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(__mmask16((1u << n) - 1), -1), __mmask16(1u << (n - 1)),
+                                  int(last));
+  }
+  static Reg and_(Reg a, Reg b) { return _mm512_and_si512(a, b); }
   static Count zero_count() { return _mm512_setzero_si512(); }
   static Count add_popcount_xor(Count c, Reg a, Reg b) {
     return _mm512_add_epi64(c, _mm512_popcnt_epi64(_mm512_xor_si512(a, b)));

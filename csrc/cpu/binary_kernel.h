@@ -1,6 +1,8 @@
 // The packed binary kernels written once over an instruction set's `Bits`:
 //   kWords                          32-bit words per vector step; kMR x kNR the register tile
-//   Reg load(const uint32_t*);  Count zero_count();  int64_t total(Count)
+//   Reg load(const uint32_t*);  Reg load_partial(const uint32_t*, int n)   n < kWords words, zeros after
+//   Reg valid_bits(int n, uint32_t last)   all ones in words < n - 1, `last` in word n - 1, zeros after
+//   Reg and_(Reg, Reg);  Count zero_count();  int64_t total(Count)
 //   Count add_popcount_xor(Count, Reg a, Reg b)    += popcount(a xor b)
 //   uint32_t sign_word(const float* x)             bit i set where x[i] >= 0, i < 32
 //   Sum zero_sum();  float total(Sum)
@@ -21,13 +23,15 @@ namespace {
 uint32_t last_word_mask(int64_t k) { return k % 32 == 0 ? ~0u : (1u << (k % 32)) - 1; }
 
 // dots[i][j] = k - 2 popcount(a row i xor b row j), MR rows of a (stride words), NR rows of b.
+// The last vector step loads the words left (masked loads) and, where k is not a multiple of 32,
+// clears the bits past k of the row's last word.
 template <int MR, int NR>
 void popcount_tile(const uint32_t* a, const uint32_t* b, int64_t words, int64_t k, int32_t dots[][Bits::kNR]) {
   typename Bits::Count count[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) count[i][j] = Bits::zero_count();
-  const int64_t vector_words = (words - 1) / Bits::kWords * Bits::kWords;  // the last word is masked below
-  for (int64_t w = 0; w < vector_words; w += Bits::kWords) {
+  const int64_t full = words / Bits::kWords * Bits::kWords - (k % 32 && words % Bits::kWords == 0 ? Bits::kWords : 0);
+  for (int64_t w = 0; w < full; w += Bits::kWords) {
     typename Bits::Reg ra[MR], rb[NR];
     for (int i = 0; i < MR; ++i) ra[i] = Bits::load(a + i * words + w);
     for (int j = 0; j < NR; ++j) rb[j] = Bits::load(b + j * words + w);
@@ -36,16 +40,17 @@ void popcount_tile(const uint32_t* a, const uint32_t* b, int64_t words, int64_t 
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) count[i][j] = Bits::add_popcount_xor(count[i][j], ra[i], rb[j]);
   }
-  const uint32_t last = last_word_mask(k);
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      int64_t ones = Bits::total(count[i][j]);
-      for (int64_t w = vector_words; w < words; ++w) {
-        const uint32_t differ = a[i * words + w] ^ b[j * words + w];
-        ones += __builtin_popcount(w == words - 1 ? differ & last : differ);
-      }
-      dots[i][j] = int32_t(k - 2 * ones);
+  if (const int left = int(words - full)) {
+    const typename Bits::Reg keep = Bits::valid_bits(left, last_word_mask(k));
+    typename Bits::Reg rb[NR];
+    for (int j = 0; j < NR; ++j) rb[j] = Bits::and_(Bits::load_partial(b + j * words + full, left), keep);
+    for (int i = 0; i < MR; ++i) {
+      const typename Bits::Reg ra = Bits::and_(Bits::load_partial(a + i * words + full, left), keep);
+      for (int j = 0; j < NR; ++j) count[i][j] = Bits::add_popcount_xor(count[i][j], ra, rb[j]);
     }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) dots[i][j] = int32_t(k - 2 * Bits::total(count[i][j]));
 }
 
 // Calls f(dots, i0, rows, j0, cols) for every register tile of the m x n dot products, threads

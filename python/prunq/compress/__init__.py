@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from .binarize import binarize
+from .convert import convert
 from .fuse_norms import fuse_norms
 from .passes import EMBEDDING, LINEAR, Context
 from .prune import prune
@@ -32,8 +34,8 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
     """Compresses `model` in place and returns it.
 
     recipe: steps joined by '+' (see prunq.compress.recipe): "int8", "int8-weight-only",
-        "lowrank:0.5", "2:4", "emb8", and combinations such as "lowrank:0.5+int8", "2:4+int8" or
-        "int8+emb8".
+        "lowrank:0.5", "2:4", "csr:0.9", "binary" (FFN layers; "binary:connect" binarizes only the
+        weights), "emb8", and combinations such as "lowrank:0.5+int8", "2:4+int8" or "int8+emb8".
     calibration: optional batches (each a dict of model keyword arguments, or a tensor passed
         as the first argument). lowrank uses them to factorise for the inputs the layers really
         see; int8 (dynamic) uses them for SmoothQuant, moving the activations' outlier channels
@@ -58,7 +60,7 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         LINEAR: [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
         EMBEDDING: [name for name, _ in modules_of_kind(model, is_embedding)
                     if include is None or selected(name, include, ())],
-    }, show_progress=show_progress)
+    }, show_progress=show_progress, include=include)
     context.collect(_statistics_before_renaming(plan), context.layers[LINEAR])
     for step in plan.steps:
         step.kind.run(context, step.argument)
@@ -89,4 +91,4 @@ class _CompressModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CompressModule
 
-__all__ = ["DEFAULT_EXCLUDE", "Recipe", "compress", "parse_recipe", "prune"]
+__all__ = ["DEFAULT_EXCLUDE", "Recipe", "binarize", "compress", "convert", "parse_recipe", "prune"]

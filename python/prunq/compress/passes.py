@@ -19,7 +19,7 @@ from .calibrate import input_statistics
 
 # Layer kinds a pass takes and makes.
 LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "int8 embedding"
-SPARSE24, CSR = "2:4 linear", "csr linear"
+SPARSE24, CSR, BINARY = "2:4 linear", "csr linear", "binary linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
 PASSES: dict[str, Pass] = {}
@@ -66,6 +66,7 @@ class Context:
     calibration: Iterable | None
     layers: dict[str, list[str]]  # kind -> names of the layers of that kind the passes act on
     show_progress: bool
+    include: tuple[str, ...] | None = None  # the user's include patterns, if any
     modules: dict[str, dict] = field(default_factory=dict)
     gelu_fused: list[str] = field(default_factory=list)
     _statistics: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)

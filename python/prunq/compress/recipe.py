@@ -8,7 +8,9 @@
                        with calibration data, magnitude without); "2:4+int8" stores them as int8
     csr:S              Linear -> CSRLinear with the fraction S of each row's weights removed
                        (Wanda with calibration data, magnitude without); "csr:0.9+int8"
-    binary             binarization, whose kernels prunq does not have yet
+    binary             FFN Linear -> BinaryLinear (XNOR-Net: weights and activations +-1 with scales);
+                       "binary:connect" binarizes the weights only (BinaryConnect); with include=
+                       patterns, the layers they name
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
 canonical order whatever order the steps are written in, and compose where a kernel runs the
@@ -20,12 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
+from . import binarize, embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
-NOT_YET = {
-    "binary": "binary weights need BinaryLinear and the binary kernels",
-}
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,6 @@ def parse_recipe(text: str) -> Recipe:
     for part in (part.strip() for part in text.split("+")):
         # A pass named with a colon ("2:4") is matched whole; otherwise ':' starts the argument.
         name, _, value = (part, "", "") if part in PASSES else part.partition(":")
-        missing = NOT_YET.get(part, NOT_YET.get(name))
-        if missing:
-            raise ValueError(f"recipe: {part!r} is not available yet: {missing}, which prunq does not have")
         kind = PASSES.get(name)
         if kind is None:
             known = ", ".join(sorted({*PASSES} - {"lowrank", "csr"} | {"lowrank:R", "csr:S"}))

@@ -17,7 +17,8 @@ from .fidelity import fidelity
 from .latency import median_latencies
 from .report import write_chart, write_json, print_table
 
-DEFAULT_RECIPES = ("int8", "int8+emb8", "int8-weight-only", "lowrank:0.5", "lowrank:0.5+int8", "2:4", "2:4+int8")
+DEFAULT_RECIPES = ("int8", "int8+emb8", "int8-weight-only", "lowrank:0.5", "lowrank:0.5+int8", "2:4", "2:4+int8",
+                   "binary", "binary:connect")
 FLOAT, BASELINE = "fp32", "quantize_dynamic"
 EVALUATE, CALIBRATE = 512, 128  # corpus sentences for fidelity, and held-out ones for calibration
 # The query case (a search service embedding one query) is timed over more runs: each takes
