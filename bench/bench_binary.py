@@ -38,8 +38,10 @@ def random_binary(k, n, binarize_x, copies):
     modules = []
     for _ in range(copies):
         module = BinaryLinear(k, n, binarize_x=binarize_x)
-        module.w_bits.random_(-2**31, 2**31 - 1)
-        module.w_scale.uniform_(0.01, 0.02)
+        state = {name: t.clone() for name, t in module.state_dict().items()}
+        state["w_bits"].random_(-2**31, 2**31 - 1)
+        state["w_scale"].uniform_(0.01, 0.02)
+        module.load_state_dict(state)  # as a loaded model: derived layouts built
         modules.append(module)
     return modules
 

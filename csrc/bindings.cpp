@@ -168,19 +168,26 @@ void binary_gemm(uintptr_t a, uintptr_t b, int64_t m, int64_t n, int64_t k, int6
   if (m == 0 || n == 0) return;
   check(dots != 0 || w_scale != 0, "binary_gemm: the float form needs w_scale");
   const GilRelease release(m * n * words * 32);
-  cpu::binary_gemm({as_ptr<const uint32_t>(a), as_ptr<const uint32_t>(b), m, n, k, words, as_ptr<int32_t>(dots),
+  cpu::binary_gemm({as_ptr<const uint32_t>(a), as_ptr<const uint32_t>(b), m, n, k, words, nullptr, as_ptr<int32_t>(dots),
                     as_ptr<void>(out), dots ? DType::f32 : dtype_from_code(out_dtype, "out_dtype"),
                     as_ptr<const float>(alpha), as_ptr<const float>(w_scale), as_ptr<const float>(bias), num_threads});
 }
 
-void binary_linear(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_scale, uintptr_t bias, uintptr_t out, int64_t m,
-                   int64_t n, int64_t k, int64_t words, bool binarize_x, int num_threads) {
+// w_columns: w as binary_columns lays it out (a module keeps it), or 0.
+void binary_linear(uintptr_t x, int dtype, uintptr_t w, uintptr_t w_columns, uintptr_t w_scale, uintptr_t bias,
+                   uintptr_t out, int64_t m, int64_t n, int64_t k, int64_t words, bool binarize_x, int num_threads) {
   check(m >= 0 && n >= 0 && k > 0 && words == (k + 31) / 32, "binary_linear: bad sizes");
   if (m == 0 || n == 0) return;
   const GilRelease release(m * n * words * 32);
   cpu::binary_linear({as_ptr<const void>(x), dtype_from_code(dtype, "dtype"), as_ptr<const uint32_t>(w),
-                      as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k, words,
+                      as_ptr<const uint32_t>(w_columns), as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out), m, n, k, words,
                       binarize_x, num_threads});
+}
+
+void binary_columns(uintptr_t w, int64_t n, int64_t words, uintptr_t columns) {
+  check(n >= 0 && words >= 0, "binary_columns: negative size");
+  py::gil_scoped_release release;
+  cpu::binary_columns(as_ptr<const uint32_t>(w), n, words, as_ptr<uint32_t>(columns), 1);
 }
 
 void pack_int8_vnni(uintptr_t w, int64_t n, int64_t k, uintptr_t packed, uintptr_t colsum) {
@@ -237,8 +244,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("b"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("words"), py::arg("dots"), py::arg("out"),
         py::arg("out_dtype"), py::arg("alpha"), py::arg("w_scale"), py::arg("bias"), py::arg("num_threads"));
   m.def("binary_linear", &binary_linear, "XNOR-Net (binarize_x) or BinaryConnect linear on packed weight bits",
-        py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"),
-        py::arg("n"), py::arg("k"), py::arg("words"), py::arg("binarize_x"), py::arg("num_threads"));
+        py::arg("x"), py::arg("dtype"), py::arg("w"), py::arg("w_columns"), py::arg("w_scale"), py::arg("bias"),
+        py::arg("out"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("words"), py::arg("binarize_x"),
+        py::arg("num_threads"));
+  m.def("binary_columns", &binary_columns, "w [n, words] transposed into [words, n rounded up to 16], zero-padded",
+        py::arg("w"), py::arg("n"), py::arg("words"), py::arg("columns"));
   m.def("pack_int8_vnni", &pack_int8_vnni, "pack w [N, K] int8 for the VNNI kernel", py::arg("w"), py::arg("n"),
         py::arg("k"), py::arg("packed"), py::arg("colsum"));
   m.def("int8_weight_only_gemm", &int8_weight_only_gemm<false>, "y = x @ (w * w_scale).T + bias, int8 weights",

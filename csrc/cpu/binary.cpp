@@ -1,6 +1,9 @@
 #include "binary.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "../common/parallel.h"
 
 #include "../common/cpu_features.h"
 #include "vec_portable.h"
@@ -36,6 +39,7 @@ struct Bits {
     return s;
   }
   static float total(Sum s) { return s; }
+  static bool many_rows_gemm(const BinaryGemmArgs&) { return false; }
 };
 
 }  // namespace
@@ -68,6 +72,16 @@ void pack_bits(const void* x, DType dtype, int64_t m, int64_t k, int64_t words, 
   PRUNQ_BINARY_DISPATCH(pack_bits, x, dtype, m, k, words, bits, alpha, num_threads)
 }
 void binary_gemm(const BinaryGemmArgs& args) { PRUNQ_BINARY_DISPATCH(binary_gemm, args) }
+
+void binary_columns(const uint32_t* b, int64_t n, int64_t words, uint32_t* columns, int num_threads) {
+  const int64_t width = columns_width(n);
+  parallel_for(words, num_threads, 8, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      for (int64_t j = 0; j < n; ++j) columns[w * width + j] = b[j * words + w];
+      std::fill(columns + w * width + n, columns + (w + 1) * width, 0u);
+    }
+  });
+}
 void binary_linear(const BinaryLinearArgs& args) { PRUNQ_BINARY_DISPATCH(binary_linear, args) }
 
 }  // namespace prunq::cpu

@@ -18,6 +18,7 @@ struct BinaryGemmArgs {
   const uint32_t* a;  // [m, words]
   const uint32_t* b;  // [n, words]
   int64_t m, n, k, words;
+  const uint32_t* b_columns;  // b as binary_columns lays it out, or null (then derived where used)
   int32_t* dots;          // [m, n], or null for the float form
   void* out;              // [m, n] in dtype
   DType dtype;
@@ -31,6 +32,7 @@ struct BinaryLinearArgs {
   const void* x;  // [m, k] in dtype
   DType dtype;
   const uint32_t* w;  // [n, words]
+  const uint32_t* w_columns;  // w as binary_columns lays it out, or null
   const float* w_scale;
   const float* bias;  // or null
   void* out;          // [m, n] in dtype
@@ -38,6 +40,11 @@ struct BinaryLinearArgs {
   bool binarize_x;
   int num_threads;
 };
+
+// b [n, words] transposed into columns [words, columns_width(n)], zero-padded: the layout the
+// many-rows GEMM reads (16 channels' words side by side). A module derives it once.
+inline int64_t columns_width(int64_t n) { return (n + 15) / 16 * 16; }
+void binary_columns(const uint32_t* b, int64_t n, int64_t words, uint32_t* columns, int num_threads);
 
 // Packs x [m, k] (dtype) into bits [m, words]; alpha [m] = mean |x| per row unless null.
 void pack_bits(const void* x, DType dtype, int64_t m, int64_t k, int64_t words, uint32_t* bits, float* alpha,

@@ -62,6 +62,7 @@ struct Bits {
     return s;
   }
   static float total(Sum s) { return Vec{s}.sum(); }
+  static bool many_rows_gemm(const BinaryGemmArgs&) { return false; }
 
  private:
   static __m256i lanes_below(int n) {

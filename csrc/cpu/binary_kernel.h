@@ -7,6 +7,7 @@
 //   uint32_t sign_word(const float* x)             bit i set where x[i] >= 0, i < 32
 //   Sum zero_sum();  float total(Sum)
 //   Sum add_where_set(Sum, const float* x, uint32_t word)   += x[i] where bit i of word is set
+//   bool many_rows_gemm(const BinaryGemmArgs&)   runs the GEMM another way where that is faster
 // Included by each instruction set's translation unit after its Bits, with PRUNQ_ISA naming its
 // namespace.
 #include <algorithm>
@@ -181,6 +182,7 @@ inline void pack_bits(const void* x, DType dtype, int64_t m, int64_t k, int64_t 
 }
 
 inline void binary_gemm(const BinaryGemmArgs& g) {
+  if (Bits::many_rows_gemm(g)) return;
   if (g.dots) {
     for_each_tile(g.a, g.b, g.m, g.n, g.k, g.words, g.num_threads,
                   [&](int32_t dots[][Bits::kNR], int64_t i0, int rows, int64_t j0, int cols) {
@@ -197,8 +199,8 @@ inline void binary_linear(const BinaryLinearArgs& a) {
   std::vector<uint32_t> bits(size_t(a.m * a.words));
   std::vector<float> alpha(size_t(a.m));
   pack_bits(a.x, a.dtype, a.m, a.k, a.words, bits.data(), alpha.data(), a.num_threads);
-  binary_gemm({bits.data(), a.w, a.m, a.n, a.k, a.words, nullptr, a.out, a.dtype, alpha.data(), a.w_scale, a.bias,
-               a.num_threads});
+  binary_gemm({bits.data(), a.w, a.m, a.n, a.k, a.words, a.w_columns, nullptr, a.out, a.dtype, alpha.data(),
+               a.w_scale, a.bias, a.num_threads});
 }
 
 }  // namespace prunq::cpu::PRUNQ_ISA

@@ -137,15 +137,24 @@ def _native_matmul(a_bits, b_bits, k):
     return dots
 
 
-def _native_linear(x, w_bits, w_scale, bias, binarize_x):
+def columns(w_bits):
+    """w_bits [N, W] transposed into [W, N rounded up to 16] (zero-padded), the layout the CPU
+    kernels' many-row GEMM reads; a module derives it once, the op when it needs it."""
+    w = w_bits.contiguous()
+    out = torch.empty((w.shape[1], (w.shape[0] + 15) // 16 * 16), dtype=torch.int32)
+    _native.C.binary_columns(w.data_ptr(), w.shape[0], w.shape[1], out.data_ptr())
+    return out
+
+
+def _native_linear(x, w_bits, w_scale, bias, binarize_x, w_columns=None):
     x2 = _native.native_tensor(rows(x), "x", x.dtype, x.device)
     w = w_bits.contiguous()
     scale = w_scale.contiguous()
     b = None if bias is None else bias.contiguous()
     out = _native.empty_output((x2.shape[0], w.shape[0]), x.dtype, x.device)
-    _native.C.binary_linear(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), scale.data_ptr(),
-                            _native.address(b), out.data_ptr(), x2.shape[0], w.shape[0], x2.shape[1], w.shape[1],
-                            binarize_x, torch.get_num_threads())
+    _native.C.binary_linear(x2.data_ptr(), _native.dtype_code(x.dtype), w.data_ptr(), _native.address(w_columns),
+                            scale.data_ptr(), _native.address(b), out.data_ptr(), x2.shape[0], w.shape[0], x2.shape[1],
+                            w.shape[1], binarize_x, torch.get_num_threads())
     return out.view(*x.shape[:-1], w.shape[0])
 
 
@@ -192,12 +201,13 @@ for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("binary_linear", _linear, _key)
 
 
-def direct_linear(x, w_bits, w_scale, bias, binarize_x, in_features):
-    """For a module whose buffers are what it built or loaded: the CPU kernel for an eager call
-    (see _eager), or None where x must take the op (which checks everything)."""
+def direct_linear(x, w_bits, w_scale, bias, binarize_x, in_features, w_columns=None):
+    """For a module whose buffers are what it built or loaded (w_columns: columns(w_bits), kept
+    by the module): the CPU kernel for an eager call (see _eager), or None where x must take the
+    op (which checks everything)."""
     if x.dtype not in FLOAT_DTYPES or not x.shape or x.shape[-1] != in_features or not w_bits.is_cpu:
         return None
-    return _native_linear(x, w_bits, w_scale, bias, binarize_x)
+    return _native_linear(x, w_bits, w_scale, bias, binarize_x, w_columns)
 
 
 # --- public functions ---------------------------------------------------------------------------
