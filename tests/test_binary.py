@@ -86,6 +86,22 @@ def test_binary_linear_long_rows_and_3d_x(cpu_isa, binarize_x):
                                    binary_linear_ref(x, w_bits, w_scale, None, binarize_x), **BINARY[torch.float32])
 
 
+@pytest.mark.parametrize("binarize_x", [True, False])
+def test_many_rows_with_and_without_the_modules_columns(cpu_isa, binarize_x):
+    # From 128 rows the op derives the weight's columns itself; a module keeps them for any rows.
+    g = torch.Generator().manual_seed(6)
+    for m, k, n in [(130, 70, 37), (200, 512, 16), (20, 33, 5)]:
+        linear = torch.nn.Linear(k, n)
+        module = prunq.nn.BinaryLinear.from_linear(linear, binarize_x=binarize_x)
+        module.w_bits.copy_(with_garbage_padding(module.w_bits, k, g))
+        module.w_columns = prunq.ops.binary.columns(module.w_bits)
+        x = torch.randn(m, k, generator=g)
+        expected = binary_linear_ref(x, module.w_bits, module.w_scale, module.bias, binarize_x)
+        torch.testing.assert_close(module(x), expected, **BINARY[torch.float32])
+        torch.testing.assert_close(prunq.ops.binary_linear(x, module.w_bits, module.w_scale, module.bias, binarize_x),
+                                   expected, **BINARY[torch.float32])
+
+
 def test_ops_pass_opcheck():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 45, generator=g)

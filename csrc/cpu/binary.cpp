@@ -40,6 +40,7 @@ struct Bits {
   }
   static float total(Sum s) { return s; }
   static bool many_rows_gemm(const BinaryGemmArgs&) { return false; }
+  static bool table_connect(const BinaryLinearArgs&) { return false; }
 };
 
 }  // namespace

@@ -63,6 +63,7 @@ struct Bits {
   }
   static float total(Sum s) { return Vec{s}.sum(); }
   static bool many_rows_gemm(const BinaryGemmArgs&) { return false; }
+  static bool table_connect(const BinaryLinearArgs&) { return false; }
 
  private:
   static __m256i lanes_below(int n) {

@@ -13,6 +13,7 @@ namespace prunq::cpu::avx512 {
 namespace {
 
 bool columns_gemm(const BinaryGemmArgs& g);
+bool table_connect(const BinaryLinearArgs& a);
 
 struct Bits {
   static constexpr int kWords = 16, kMR = 4, kNR = 4;
@@ -43,6 +44,7 @@ struct Bits {
   }
   static float total(Sum s) { return _mm512_reduce_add_ps(s); }
   static bool many_rows_gemm(const BinaryGemmArgs& g) { return columns_gemm(g); }
+  static bool table_connect(const BinaryLinearArgs& a) { return avx512::table_connect(a); }
 };
 
 // From enough rows of a, the GEMM runs on B transposed (binary_columns: 16 channels to a
@@ -129,6 +131,108 @@ bool columns_gemm(const BinaryGemmArgs& g) {
       }
     }
   });
+  return true;
+}
+
+// BinaryConnect on the weight columns, by table lookup (as T-MAC and bitnet.cpp do for low-bit
+// weights): for each row of x and each group of 4 k, the 16 sums of the x's under each pattern of
+// set bits; then for 16 channels at once, each channel's 4 bits of the group index the table
+// (vpermps reads the low 4 bits of each lane, so the channels' words need only a shift). dot =
+// 2 * (sum of x where the bits are set) - (sum of x). kTableRows rows share each shifted word.
+constexpr int kTableRows = 4, kTableVecs = 4;
+
+// tables[g * 16 + c] = sum of x[4 g + b] over the bits b set in c, for the groups of kp = words * 32.
+void subset_sums(const float* x, int64_t kp, float* tables) {
+  const __m512 bit0 = _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+  const __m512 bit1 = _mm512_setr_ps(0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1);
+  const __m512 bit2 = _mm512_setr_ps(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const __m512 bit3 = _mm512_setr_ps(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int64_t g = 0; g < kp / 4; ++g) {
+    __m512 t = _mm512_mul_ps(_mm512_set1_ps(x[4 * g]), bit0);
+    t = _mm512_fmadd_ps(_mm512_set1_ps(x[4 * g + 1]), bit1, t);
+    t = _mm512_fmadd_ps(_mm512_set1_ps(x[4 * g + 2]), bit2, t);
+    _mm512_store_ps(tables + 16 * g, _mm512_fmadd_ps(_mm512_set1_ps(x[4 * g + 3]), bit3, t));
+  }
+}
+
+template <int MR, int NV>
+void table_tile(const float* tables, int64_t table_stride, const uint32_t* columns, int64_t np, int64_t words,
+                __m512 sums[][kTableVecs]) {
+  __m512 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t w = 0; w < words; ++w) {
+    __m512i bits[NV];
+    for (int v = 0; v < NV; ++v) bits[v] = _mm512_loadu_si512(columns + w * np + 16 * v);
+#pragma GCC unroll 8
+    for (int nibble = 0; nibble < 8; ++nibble) {
+      __m512i index[NV];
+      for (int v = 0; v < NV; ++v) index[v] = _mm512_srli_epi32(bits[v], 4 * nibble);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const __m512 table = _mm512_load_ps(tables + i * table_stride + 16 * (8 * w + nibble));
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_add_ps(acc[i][v], _mm512_permutexvar_ps(index[v], table));
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) sums[i][v] = acc[i][v];
+}
+
+template <class T>
+void table_connect_typed(const BinaryLinearArgs& a, const uint32_t* columns) {
+  const int64_t kp = a.words * 32, np = columns_width(a.n), stride = kp * 4;
+  const AlignedRows<float> x = padded_rows<float>(static_cast<const T*>(a.x), a.m, a.k, kp, kp, a.num_threads);
+  const int64_t blocks = (np / 16 + kTableVecs - 1) / kTableVecs;
+  auto* out = static_cast<T*>(a.out);
+  parallel_for(blocks, a.num_threads, 1, [&](int64_t b0, int64_t b1) {
+    AlignedRows<float> tables(static_cast<float*>(std::aligned_alloc(64, size_t(kTableRows * stride) * 4)));
+    __m512 sums[kTableRows][kTableVecs];
+    for (int64_t i0 = 0; i0 < a.m; i0 += kTableRows) {
+      const int rows = int(std::min<int64_t>(kTableRows, a.m - i0));
+      float totals[kTableRows];
+      for (int i = 0; i < rows; ++i) {
+        subset_sums(x.get() + (i0 + i) * kp, kp, tables.get() + i * stride);
+        float total = 0.f;
+        for (int64_t j = 0; j < a.k; ++j) total += x[(i0 + i) * kp + j];
+        totals[i] = total;
+      }
+      for (int64_t block = b0; block < b1; ++block) {
+        const int64_t j0 = block * kTableVecs * 16;
+        const int vecs = int(std::min<int64_t>(kTableVecs, (np - j0) / 16));
+        with_rows<kTableRows>(rows, [&](auto mr) {
+          with_rows<kTableVecs>(vecs, [&](auto nv) {
+            table_tile<mr, nv>(tables.get(), stride, columns + j0, np, a.words, sums);
+          });
+        });
+        for (int i = 0; i < rows; ++i)
+          for (int v = 0; v < vecs; ++v) {
+            const int64_t n0 = j0 + 16 * v;
+            const int live = int(std::min<int64_t>(16, a.n - n0));
+            Vec y = (Vec{sums[i][v]} * Vec::splat(2.f) - Vec::splat(totals[i])) * Vec::load(a.w_scale + n0, live);
+            if (a.bias) y = y + Vec::load(a.bias + n0, live);
+            y.store(out + (i0 + i) * a.n + n0, live);
+          }
+      }
+    }
+  });
+}
+
+bool table_connect(const BinaryLinearArgs& a) {
+  if (!a.w_columns && a.m < kDeriveColumnsFromRows) return false;
+  AlignedRows<uint32_t> derived;
+  const uint32_t* columns = a.w_columns;
+  if (!columns) {
+    derived.reset(static_cast<uint32_t*>(std::aligned_alloc(64, size_t(a.words * columns_width(a.n)) * 4 + 64)));
+    binary_columns(a.w, a.n, a.words, derived.get(), a.num_threads);
+    columns = derived.get();
+  }
+  switch (a.dtype) {
+    case DType::f32: table_connect_typed<float>(a, columns); break;
+    case DType::bf16: table_connect_typed<bf16>(a, columns); break;
+    case DType::f16: table_connect_typed<f16>(a, columns); break;
+  }
   return true;
 }
 

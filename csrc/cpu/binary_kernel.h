@@ -8,6 +8,7 @@
 //   Sum zero_sum();  float total(Sum)
 //   Sum add_where_set(Sum, const float* x, uint32_t word)   += x[i] where bit i of word is set
 //   bool many_rows_gemm(const BinaryGemmArgs&)   runs the GEMM another way where that is faster
+//   bool table_connect(const BinaryLinearArgs&)  runs BinaryConnect another way where that is faster
 // Included by each instruction set's translation unit after its Bits, with PRUNQ_ISA naming its
 // namespace.
 #include <algorithm>
@@ -195,7 +196,10 @@ inline void binary_gemm(const BinaryGemmArgs& g) {
 }
 
 inline void binary_linear(const BinaryLinearArgs& a) {
-  if (!a.binarize_x) return with_dtype(a.dtype, [&](auto t) { binary_connect<decltype(t)>(a); });
+  if (!a.binarize_x) {
+    if (Bits::table_connect(a)) return;
+    return with_dtype(a.dtype, [&](auto t) { binary_connect<decltype(t)>(a); });
+  }
   std::vector<uint32_t> bits(size_t(a.m * a.words));
   std::vector<float> alpha(size_t(a.m));
   pack_bits(a.x, a.dtype, a.m, a.k, a.words, bits.data(), alpha.data(), a.num_threads);
