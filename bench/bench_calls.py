@@ -27,7 +27,7 @@ import prunq
 from prunq import _native
 from prunq.formats import csr as csr_format
 from prunq.formats.int8 import quantize_weight
-from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, BinaryLinear, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 from prunq.ops.int8_gemm import quantize_per_token_ref
 
 from .harness import Table, machine_description
@@ -78,6 +78,7 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
     ninety = linear.weight.detach().clone()
     prunq.compress.prune(ninety, 0.9)
     csr = csr_format.from_dense(ninety)
+    w_bits, w_sign_scale = prunq.ops.pack_bits(linear.weight.detach()), linear.weight.detach().abs().mean(1)
     return [
         ("add_layer_norm op", "F.layer_norm(x + r)",
          lambda: lambda: prunq.ops.add_layer_norm(x, residual, weight, bias),
@@ -123,6 +124,15 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
          lambda: F.linear(x, linear.weight, linear.bias)),
         (f"CSRLinear {HIDDEN}->{WIDE}, 90% sparse", "nn.Linear fp32",
          lambda: (lambda m: lambda: m(x))(CSRLinear.from_linear(sparse_wide)),
+         lambda: wide(x)),
+        ("binary_linear op, XNOR", "F.linear fp32",
+         lambda: lambda: prunq.ops.binary_linear(x, w_bits, w_sign_scale, linear.bias),
+         lambda: F.linear(x, linear.weight, linear.bias)),
+        (f"BinaryLinear {HIDDEN}->{WIDE}, XNOR", "nn.Linear fp32",
+         lambda: (lambda m: lambda: m(x))(BinaryLinear.from_linear(wide)),
+         lambda: wide(x)),
+        (f"BinaryLinear {HIDDEN}->{WIDE}, BinaryConnect", "nn.Linear fp32",
+         lambda: (lambda m: lambda: m(x))(BinaryLinear.from_linear(wide, binarize_x=False)),
          lambda: wide(x)),
         (f"LowRankLinear rank {HIDDEN // 4}", "nn.Linear fp32",
          lambda: (lambda m: lambda: m(x))(LowRankLinear.from_linear(linear, HIDDEN // 4)),

@@ -39,6 +39,7 @@ if [[ $steps == *bench* ]]; then
   run int8_gemm.md python3 -m bench.bench_int8_gemm --device cuda
   run sparse24.md python3 -m bench.bench_sparse24 --device cuda
   run csr.md python3 -m bench.bench_csr --device cuda
+  run binary.md python3 -m bench.bench_binary --device cuda
   run suite.log python3 -m prunq bench --quick --out "$results/suite"
 fi
 exit $status

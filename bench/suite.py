@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench_calls, bench_csr, bench_int8_gemm, bench_layernorm, bench_sparse24
+from . import bench_binary, bench_calls, bench_csr, bench_int8_gemm, bench_layernorm, bench_sparse24
 from .harness import Table
 
 
@@ -22,7 +22,8 @@ def run(device: str, quick: bool, out: str) -> list[Table]:
                    lambda: bench_int8_gemm.compare_cuda(quick) if device == "cuda" else bench_int8_gemm.compare(quick)]
     if device == "cpu":
         comparisons += [lambda: bench_sparse24.compare(quick), lambda: bench_csr.compare(quick),
-                        lambda: bench_csr.break_even(quick), lambda: bench_calls.compare(quick)]
+                        lambda: bench_csr.break_even(quick), lambda: bench_binary.compare(quick),
+                        lambda: bench_calls.compare(quick)]
     for compare in comparisons:
         tables.append(compare())
         print(tables[-1].markdown(), end="\n\n", flush=True)

@@ -35,7 +35,7 @@ struct Bits {
   }
   static Sum zero_sum() { return 0.f; }
   static Sum add_where_set(Sum s, const float* x, uint32_t word) {
-    for (int i = 0; i < 32; ++i) s += (word >> i) & 1 ? x[i] : 0.f;
+    for (int i = 0; i < 32; ++i) s += x[i] * float((word >> i) & 1);
     return s;
   }
   static float total(Sum s) { return s; }

@@ -79,8 +79,9 @@ template <class T, class V>
 void csr_typed(const CsrArgs& a) {
   const auto* x = static_cast<const T*>(a.x);
   const auto* values = static_cast<const V*>(a.values);
-  // At least ~64K multiply-adds per thread before splitting pays.
-  const int64_t work = std::max<int64_t>(1, int64_t(a.crow[a.n]) * std::min<int64_t>(a.m, 64));
+  // At least ~64K multiply-adds of a 32-row tile per thread before splitting pays (a one-row
+  // call over a 384 x 1536 weight at 90% sparsity splits; one over 384 x 384 does not).
+  const int64_t work = std::max<int64_t>(1, int64_t(a.crow[a.n]) * 32);
   const int parts = int(std::max<int64_t>(1, std::min<int64_t>(a.num_threads, work >> 16)));
   const std::vector<int64_t> starts = balanced_starts(a.crow, a.n, parts);
   if (a.m < kPanelFromRows) return csr_few_rows<T, V>(a, starts, parts);

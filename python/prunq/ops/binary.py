@@ -24,6 +24,7 @@ import torch
 
 from .. import _native
 from ..formats import bits as layout
+from . import _eager
 from ._library import lib, native_or_triton
 from ._sparse import FLOAT_DTYPES, check_devices, rows
 
@@ -215,15 +216,21 @@ def direct_linear(x, w_bits, w_scale, bias, binarize_x, in_features, w_columns=N
 
 def pack_bits(x: torch.Tensor) -> torch.Tensor:
     """The signs of x [..., K] as bits [..., ceil(K / 32)] int32 (1 where x >= 0)."""
+    if _eager.direct(x):
+        return _pack(x)
     return torch.ops.prunq.pack_bits(x)
 
 
 def binary_matmul(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int) -> torch.Tensor:
     """int32 [M, N]: the +-1 dot products of the first k bits of each row of a_bits and b_bits."""
+    if _eager.direct(a_bits, b_bits):
+        return _matmul(a_bits, b_bits, k)
     return torch.ops.prunq.binary_matmul(a_bits, b_bits, k)
 
 
 def binary_linear(x: torch.Tensor, w_bits: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
                   binarize_x: bool = True) -> torch.Tensor:
     """XNOR-Net (binarize_x) or BinaryConnect linear against sign(W) * w_scale (see the module)."""
+    if _eager.direct(x, w_bits, w_scale, bias):
+        return _linear(x, w_bits, w_scale, bias, binarize_x)
     return torch.ops.prunq.binary_linear(x, w_bits, w_scale, bias, binarize_x)
