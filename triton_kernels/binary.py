@@ -4,8 +4,12 @@ prunq.ops.binary):
                    scaled (alpha[m] * w_scale[n] * dot + bias[n]) into a float output; popc.b32
                    on the GPU.
   _connect_kernel  BinaryConnect: real x against the signs of W's bits, expanded in registers.
-Sm_80 and sm_90's 1-bit tensor-core MMA (mma.sync .b1) only offers AND-popcount on sm_90 and
-XOR-popcount on sm_80 alone (deprecated after it), so these kernels use popc on CUDA cores."""
+The 1-bit tensor-core MMA (mma.sync.m16n8k256 .b1) compiles for sm_80 and sm_90 with .xor.popc
+and .and.popc (nvcc 13.0), but for sm_90 the .xor.popc form comes out larger (22 registers against
+16 for .and.popc, where sm_80 gives both the same 14): an emulation, while AND-popcount is native
+(Hopper's b1 wgmma is AND-popcount too). A tensor-core kernel would therefore use AND, with
+popc(a xor b) = popc(a) + popc(b) - 2 popc(a and b). Triton has no 1-bit dot, so these kernels
+count with popc.b32 on the CUDA cores; a CUDA C++ b1-MMA kernel is not written."""
 
 from __future__ import annotations
 
