@@ -71,8 +71,8 @@ def test_bench_quick_writes_tables(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     assert "speed-up" in capsys.readouterr().out
     tables = json.loads((tmp_path / "bench.json").read_text())
-    assert len(tables) == 6 and all(table["rows"] and table["speedups"] for table in tables)
-    assert [table["title"].split(" ")[0] for table in tables[2:]] == ["2:4", "CSR", "CSR", "One-row"]
+    assert len(tables) == 7 and all(table["rows"] and table["speedups"] for table in tables)
+    assert [table["title"].split(" ")[0] for table in tables[2:]] == ["2:4", "CSR", "CSR", "Binary", "One-row"]
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "bench.png").stat().st_size > 0
 
