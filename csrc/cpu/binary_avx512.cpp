@@ -180,40 +180,58 @@ void table_tile(const float* tables, int64_t table_stride, const uint32_t* colum
     for (int v = 0; v < NV; ++v) sums[i][v] = acc[i][v];
 }
 
+// K is walked in chunks of kChunkWords words, so that a tile of rows' tables (32 KB) stays in L1
+// while every channel block of the thread passes, and rows in blocks of kRowBlock, whose partial
+// sums wait in memory between chunks: W's columns are then read from memory once per row block.
+constexpr int64_t kChunkWords = 16, kRowBlock = 64;
+
 template <class T>
 void table_connect_typed(const BinaryLinearArgs& a, const uint32_t* columns) {
-  const int64_t kp = a.words * 32, np = columns_width(a.n), stride = kp * 4;
+  const int64_t kp = a.words * 32, np = columns_width(a.n), table_stride = kChunkWords * 8 * 16;
   const AlignedRows<float> x = padded_rows<float>(static_cast<const T*>(a.x), a.m, a.k, kp, kp, a.num_threads);
   const int64_t blocks = (np / 16 + kTableVecs - 1) / kTableVecs;
   auto* out = static_cast<T*>(a.out);
   parallel_for(blocks, a.num_threads, 1, [&](int64_t b0, int64_t b1) {
-    AlignedRows<float> tables(static_cast<float*>(std::aligned_alloc(64, size_t(kTableRows * stride) * 4)));
+    const int64_t first = b0 * kTableVecs * 16, width = std::min(np, b1 * kTableVecs * 16) - first;
+    AlignedRows<float> tables(static_cast<float*>(std::aligned_alloc(64, size_t(kRowBlock * table_stride) * 4)));
+    AlignedRows<float> partial(static_cast<float*>(std::aligned_alloc(64, size_t(kRowBlock * width) * 4)));
     __m512 sums[kTableRows][kTableVecs];
-    for (int64_t i0 = 0; i0 < a.m; i0 += kTableRows) {
-      const int rows = int(std::min<int64_t>(kTableRows, a.m - i0));
-      float totals[kTableRows];
-      for (int i = 0; i < rows; ++i) {
-        subset_sums(x.get() + (i0 + i) * kp, kp, tables.get() + i * stride);
-        float total = 0.f;
-        for (int64_t j = 0; j < a.k; ++j) total += x[(i0 + i) * kp + j];
-        totals[i] = total;
-      }
-      for (int64_t block = b0; block < b1; ++block) {
-        const int64_t j0 = block * kTableVecs * 16;
-        const int vecs = int(std::min<int64_t>(kTableVecs, (np - j0) / 16));
-        with_rows<kTableRows>(rows, [&](auto mr) {
-          with_rows<kTableVecs>(vecs, [&](auto nv) {
-            table_tile<mr, nv>(tables.get(), stride, columns + j0, np, a.words, sums);
-          });
-        });
-        for (int i = 0; i < rows; ++i)
-          for (int v = 0; v < vecs; ++v) {
-            const int64_t n0 = j0 + 16 * v;
-            const int live = int(std::min<int64_t>(16, a.n - n0));
-            Vec y = (Vec{sums[i][v]} * Vec::splat(2.f) - Vec::splat(totals[i])) * Vec::load(a.w_scale + n0, live);
-            if (a.bias) y = y + Vec::load(a.bias + n0, live);
-            y.store(out + (i0 + i) * a.n + n0, live);
+    for (int64_t r0 = 0; r0 < a.m; r0 += kRowBlock) {
+      const int64_t row_block = std::min(kRowBlock, a.m - r0);
+      std::fill(partial.get(), partial.get() + row_block * width, 0.f);
+      for (int64_t c0 = 0; c0 < a.words; c0 += kChunkWords) {
+        const int64_t chunk = std::min(kChunkWords, a.words - c0);
+        for (int64_t i = 0; i < row_block; ++i)
+          subset_sums(x.get() + (r0 + i) * kp + 32 * c0, 32 * chunk, tables.get() + i * table_stride);
+        for (int64_t i0 = 0; i0 < row_block; i0 += kTableRows) {
+          const int rows = int(std::min<int64_t>(kTableRows, row_block - i0));
+          for (int64_t block = b0; block < b1; ++block) {
+            const int64_t j0 = block * kTableVecs * 16;
+            const int vecs = int(std::min<int64_t>(kTableVecs, (np - j0) / 16));
+            with_rows<kTableRows>(rows, [&](auto mr) {
+              with_rows<kTableVecs>(vecs, [&](auto nv) {
+                table_tile<mr, nv>(tables.get() + i0 * table_stride, table_stride, columns + c0 * np + j0, np, chunk,
+                                   sums);
+              });
+            });
+            for (int i = 0; i < rows; ++i)
+              for (int v = 0; v < vecs; ++v) {
+                float* p = partial.get() + (i0 + i) * width + j0 - first + 16 * v;
+                _mm512_store_ps(p, _mm512_add_ps(_mm512_load_ps(p), sums[i][v]));
+              }
           }
+        }
+      }
+      for (int64_t i = 0; i < row_block; ++i) {
+        float total = 0.f;
+        for (int64_t j = 0; j < a.k; ++j) total += x[(r0 + i) * kp + j];
+        for (int64_t n0 = first; n0 < std::min(a.n, first + width); n0 += 16) {
+          const int live = int(std::min<int64_t>(16, a.n - n0));
+          Vec y = (Vec::load(partial.get() + i * width + n0 - first) * Vec::splat(2.f) - Vec::splat(total)) *
+                  Vec::load(a.w_scale + n0, live);
+          if (a.bias) y = y + Vec::load(a.bias + n0, live);
+          y.store(out + (r0 + i) * a.n + n0, live);
+        }
       }
     }
   });
