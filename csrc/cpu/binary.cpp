@@ -14,6 +14,7 @@ namespace {
 // The portable Bits: 64-bit words and scalar sums.
 struct Bits {
   static constexpr int kWords = 2, kMR = 2, kNR = 4;
+  static constexpr int64_t kStepsPerCount = int64_t(1) << 40;
   using Reg = uint64_t;
   using Count = int64_t;
   using Sum = float;

@@ -1,4 +1,5 @@
-// AVX2: popcount by nibble table (vpshufb) summed per 64-bit lane with vpsadbw; BinaryConnect
+// AVX2: popcount by nibble table (vpshufb), counted per byte over up to 31 steps (8 at most each)
+// before vpsadbw sums the bytes; BinaryConnect
 // multiplies x by the 0/1 floats of each weight byte, looked up in a 256-entry table.
 #include <immintrin.h>
 
@@ -20,6 +21,7 @@ alignas(32) const ByteTable kBitsAsFloats = [] {
 
 struct Bits {
   static constexpr int kWords = 8, kMR = 2, kNR = 4;
+  static constexpr int64_t kStepsPerCount = 31;  // byte counts: 31 x 8 < 256
   using Reg = __m256i;
   using Count = __m256i;
   using Sum = __m256;
@@ -41,11 +43,11 @@ struct Bits {
     const __m256i counts = _mm256_add_epi8(
         _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(differ, low)),
         _mm256_shuffle_epi8(nibble_counts, _mm256_and_si256(_mm256_srli_epi16(differ, 4), low)));
-    return _mm256_add_epi64(c, _mm256_sad_epu8(counts, _mm256_setzero_si256()));
+    return _mm256_add_epi8(c, counts);
   }
   static int64_t total(Count c) {
     alignas(32) int64_t lanes[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), c);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_sad_epu8(c, _mm256_setzero_si256()));
     return lanes[0] + lanes[1] + lanes[2] + lanes[3];
   }
   static uint32_t sign_word(const float* x) {

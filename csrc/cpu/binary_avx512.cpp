@@ -17,6 +17,7 @@ bool table_connect(const BinaryLinearArgs& a);
 
 struct Bits {
   static constexpr int kWords = 16, kMR = 4, kNR = 4;
+  static constexpr int64_t kStepsPerCount = int64_t(1) << 40;
   using Reg = __m512i;
   using Count = __m512i;
   using Sum = __m512;

@@ -3,7 +3,10 @@
 //   Reg load(const uint32_t*);  Reg load_partial(const uint32_t*, int n)   n < kWords words, zeros after
 //   Reg valid_bits(int n, uint32_t last)   all ones in words < n - 1, `last` in word n - 1, zeros after
 //   Reg and_(Reg, Reg);  Count zero_count();  int64_t total(Count)
-//   Count add_popcount_xor(Count, Reg a, Reg b)    += popcount(a xor b)
+//   kStepsPerCount                  steps a Count can add before it must be totalled (its lanes'
+//                                   width)
+//   Count add_popcount_xor(Count, Reg a, Reg b)    += popcount(a xor b), at most kStepsPerCount
+//                                                  times before total()
 //   uint32_t sign_word(const float* x)             bit i set where x[i] >= 0, i < 32
 //   Sum zero_sum();  float total(Sum)
 //   Sum add_where_set(Sum, const float* x, uint32_t word)   += x[i] where bit i of word is set
@@ -30,10 +33,22 @@ uint32_t last_word_mask(int64_t k) { return k % 32 == 0 ? ~0u : (1u << (k % 32))
 template <int MR, int NR>
 void popcount_tile(const uint32_t* a, const uint32_t* b, int64_t words, int64_t k, int32_t dots[][Bits::kNR]) {
   typename Bits::Count count[MR][NR];
+  int64_t ones[MR][NR] = {};
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) count[i][j] = Bits::zero_count();
+  const auto flush = [&] {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) {
+        ones[i][j] += Bits::total(count[i][j]);
+        count[i][j] = Bits::zero_count();
+      }
+  };
   const int64_t full = words / Bits::kWords * Bits::kWords - (k % 32 && words % Bits::kWords == 0 ? Bits::kWords : 0);
-  for (int64_t w = 0; w < full; w += Bits::kWords) {
+  for (int64_t w = 0, steps = 0; w < full; w += Bits::kWords) {
+    if (++steps > Bits::kStepsPerCount) {
+      flush();
+      steps = 1;
+    }
     typename Bits::Reg ra[MR], rb[NR];
     for (int i = 0; i < MR; ++i) ra[i] = Bits::load(a + i * words + w);
     for (int j = 0; j < NR; ++j) rb[j] = Bits::load(b + j * words + w);
@@ -51,8 +66,9 @@ void popcount_tile(const uint32_t* a, const uint32_t* b, int64_t words, int64_t 
       for (int j = 0; j < NR; ++j) count[i][j] = Bits::add_popcount_xor(count[i][j], ra, rb[j]);
     }
   }
+  flush();
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) dots[i][j] = int32_t(k - 2 * Bits::total(count[i][j]));
+    for (int j = 0; j < NR; ++j) dots[i][j] = int32_t(k - 2 * ones[i][j]);
 }
 
 // Calls f(dots, i0, rows, j0, cols) for every register tile of the m x n dot products, threads
