@@ -76,11 +76,13 @@ void pack_bits(const void* x, DType dtype, int64_t m, int64_t k, int64_t words, 
 void binary_gemm(const BinaryGemmArgs& args) { PRUNQ_BINARY_DISPATCH(binary_gemm, args) }
 
 void binary_columns(const uint32_t* b, int64_t n, int64_t words, uint32_t* columns, int num_threads) {
-  const int64_t width = columns_width(n);
-  parallel_for(words, num_threads, 8, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; ++w) {
-      for (int64_t j = 0; j < n; ++j) columns[w * width + j] = b[j * words + w];
-      std::fill(columns + w * width + n, columns + (w + 1) * width, 0u);
+  parallel_for(columns_width(n) / 16, num_threads, 8, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      uint32_t* group = columns + g * words * 16;
+      for (int c = 0; c < 16; ++c) {
+        const int64_t j = 16 * g + c;
+        for (int64_t w = 0; w < words; ++w) group[w * 16 + c] = j < n ? b[j * words + w] : 0u;
+      }
     }
   });
 }

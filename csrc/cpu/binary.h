@@ -41,8 +41,10 @@ struct BinaryLinearArgs {
   int num_threads;
 };
 
-// b [n, words] transposed into columns [words, columns_width(n)], zero-padded: the layout the
-// many-rows GEMM reads (16 channels' words side by side). A module derives it once.
+// b [n, words] transposed in groups of 16 channels: columns [columns_width(n) / 16, words, 16],
+// word w of channel j at ((j / 16) * words + w) * 16 + j % 16, zero-padded past n: the layout the
+// many-rows kernels read (16 channels' words side by side, each group's words contiguous). A
+// module derives it once.
 inline int64_t columns_width(int64_t n) { return (n + 15) / 16 * 16; }
 void binary_columns(const uint32_t* b, int64_t n, int64_t words, uint32_t* columns, int num_threads);
 

@@ -57,13 +57,13 @@ constexpr int64_t kColumnsFromRows = 16, kDeriveColumnsFromRows = 128;
 constexpr int kRows = 4, kVecs = 6;
 
 template <int MR, int NV>
-void columns_tile(const uint32_t* a, int64_t words, const uint32_t* bt, int64_t np, uint32_t last, __m512i sums[][kVecs]) {
+void columns_tile(const uint32_t* a, int64_t words, const uint32_t* bt, uint32_t last, __m512i sums[][kVecs]) {
   __m512i acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const auto step = [&](int64_t w, uint32_t keep) {
     __m512i b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_and_si512(_mm512_loadu_si512(bt + w * np + 16 * v), _mm512_set1_epi32(int(keep)));
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_and_si512(_mm512_loadu_si512(bt + (v * words + w) * 16), _mm512_set1_epi32(int(keep)));
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const __m512i x = _mm512_set1_epi32(int(a[i * words + w] & keep));
@@ -117,7 +117,7 @@ bool columns_gemm(const BinaryGemmArgs& g) {
         const int rows = int(std::min<int64_t>(kRows, g.m - i0));
         with_rows<kRows>(rows, [&](auto mr) {
           with_rows<kVecs>(vecs, [&](auto nv) {
-            columns_tile<mr, nv>(g.a + i0 * g.words, g.words, bt + j0, np, last, ones);
+            columns_tile<mr, nv>(g.a + i0 * g.words, g.words, bt + j0 * g.words, last, ones);
           });
         });
         if (g.dots) {
@@ -157,14 +157,14 @@ void subset_sums(const float* x, int64_t kp, float* tables) {
 }
 
 template <int MR, int NV>
-void table_tile(const float* tables, int64_t table_stride, const uint32_t* columns, int64_t np, int64_t words,
+void table_tile(const float* tables, int64_t table_stride, const uint32_t* columns, int64_t group_words, int64_t words,
                 __m512 sums[][kTableVecs]) {
   __m512 acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   for (int64_t w = 0; w < words; ++w) {
     __m512i bits[NV];
-    for (int v = 0; v < NV; ++v) bits[v] = _mm512_loadu_si512(columns + w * np + 16 * v);
+    for (int v = 0; v < NV; ++v) bits[v] = _mm512_loadu_si512(columns + (v * group_words + w) * 16);
 #pragma GCC unroll 8
     for (int nibble = 0; nibble < 8; ++nibble) {
       __m512i index[NV];
@@ -211,8 +211,8 @@ void table_connect_typed(const BinaryLinearArgs& a, const uint32_t* columns) {
             const int vecs = int(std::min<int64_t>(kTableVecs, (np - j0) / 16));
             with_rows<kTableRows>(rows, [&](auto mr) {
               with_rows<kTableVecs>(vecs, [&](auto nv) {
-                table_tile<mr, nv>(tables.get() + i0 * table_stride, table_stride, columns + c0 * np + j0, np, chunk,
-                                   sums);
+                table_tile<mr, nv>(tables.get() + i0 * table_stride, table_stride,
+                                   columns + j0 * a.words + c0 * 16, a.words, chunk, sums);
               });
             });
             for (int i = 0; i < rows; ++i)

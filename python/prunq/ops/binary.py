@@ -139,10 +139,11 @@ def _native_matmul(a_bits, b_bits, k):
 
 
 def columns(w_bits):
-    """w_bits [N, W] transposed into [W, N rounded up to 16] (zero-padded), the layout the CPU
-    kernels' many-row GEMM reads; a module derives it once, the op when it needs it."""
+    """w_bits [N, W] transposed in groups of 16 channels, [ceil(N / 16), W, 16] (zero-padded):
+    the layout the CPU kernels' many-row GEMMs read; a module derives it once, the op when it
+    needs it."""
     w = w_bits.contiguous()
-    out = torch.empty((w.shape[1], (w.shape[0] + 15) // 16 * 16), dtype=torch.int32)
+    out = torch.empty(((w.shape[0] + 15) // 16, w.shape[1], 16), dtype=torch.int32)
     _native.C.binary_columns(w.data_ptr(), w.shape[0], w.shape[1], out.data_ptr())
     return out
 
