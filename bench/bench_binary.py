@@ -14,7 +14,6 @@ nn.Linear and prunq's int8 weight-only Int8Linear. Timed in turns, medians of th
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from torch import nn
@@ -22,7 +21,8 @@ from torch import nn
 from prunq import _native
 from prunq.nn import BinaryLinear, Int8Linear
 
-from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
+from .harness import (Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, main,
+                      median_seconds)
 from .shapes import BINARY, BINARY_QUICK
 
 
@@ -105,8 +105,4 @@ def compare_cuda(quick: bool) -> Table:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args()
-    print((compare_cuda(args.quick) if args.device == "cuda" else compare(args.quick)).markdown())
+    main(__doc__, lambda quick: [compare(quick)], lambda quick: [compare_cuda(quick)])

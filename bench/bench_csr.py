@@ -13,7 +13,6 @@ and the first above.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import warnings
 from unittest import mock
@@ -24,7 +23,8 @@ from torch import nn
 import prunq
 from prunq.nn import CSRLinear, Int8Linear, csr_linear
 
-from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
+from .harness import (Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, main,
+                      median_seconds)
 from .shapes import SPARSE, SPARSE_QUICK
 
 SPARSITIES = (0.3, 0.5, 0.7, 0.9, 0.95)
@@ -112,12 +112,4 @@ def compare_cuda(quick: bool) -> Table:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args()
-    if args.device == "cuda":
-        print(compare_cuda(args.quick).markdown())
-    else:
-        print(compare(args.quick).markdown(), end="\n\n")
-        print(break_even(args.quick).markdown())
+    main(__doc__, lambda quick: [compare(quick), break_even(quick)], lambda quick: [compare_cuda(quick)])

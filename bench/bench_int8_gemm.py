@@ -25,7 +25,6 @@ CUDA-event medians (triton.testing.do_bench).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import warnings
 
@@ -36,7 +35,8 @@ from prunq import _native
 from prunq._backend import use_backend
 from prunq.nn import Int8Linear
 
-from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
+from .harness import (Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, main,
+                      median_seconds)
 from .shapes import GEMM, GEMM_QUICK
 
 
@@ -171,8 +171,4 @@ def compare_cuda(quick: bool) -> Table:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args()
-    print((compare_cuda(args.quick) if args.device == "cuda" else compare(args.quick)).markdown())
+    main(__doc__, lambda quick: [compare(quick)], lambda quick: [compare_cuda(quick)])

@@ -11,7 +11,6 @@ kernel against fp16 cuBLAS and torch's own 2:4 kernels (to_sparse_semi_structure
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from torch import nn
@@ -19,7 +18,8 @@ from torch import nn
 import prunq
 from prunq.nn import Int8Linear, Sparse24Linear
 
-from .harness import Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, median_seconds
+from .harness import (Table, copies_to_exceed_cache, in_turns, interleaved_medians, machine_description, main,
+                      median_seconds)
 from .shapes import SPARSE, SPARSE_QUICK
 
 
@@ -88,8 +88,4 @@ def compare_cuda(quick: bool) -> Table:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args()
-    print((compare_cuda(args.quick) if args.device == "cuda" else compare(args.quick)).markdown())
+    main(__doc__, lambda quick: [compare(quick)], lambda quick: [compare_cuda(quick)])

@@ -8,6 +8,7 @@ says which figure it reports.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import statistics
 import time
@@ -115,3 +116,14 @@ class Table:
                  for line in [self.header, *self.rows]]
         lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
         return f"{self.title}\n\n" + "\n".join(lines)
+
+
+def main(doc: str, cpu_tables: Callable[[bool], list], cuda_tables: Callable[[bool], list]) -> None:
+    """A family benchmark's command line, [--quick] [--device cpu|cuda]: prints the tables of the
+    device's run."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, fewer repeats")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    tables = (cuda_tables if args.device == "cuda" else cpu_tables)(args.quick)
+    print("\n\n".join(table.markdown() for table in tables))

@@ -1,5 +1,6 @@
-"""What the sparse linear ops (sparse24, csr) share: the dtypes they take and the checks of x,
-the values' dtype, w_scale and bias, which are the same whatever the layout."""
+"""What the sparse linear ops (sparse24, csr) share, and the binary ones in part: the dtypes
+they take and the checks of x, the values' dtype, w_scale and bias, which are the same whatever
+the layout."""
 
 from __future__ import annotations
 
@@ -20,17 +21,22 @@ def check_x_and_values(x, values) -> None:
         raise TypeError(f"values: expected float32, bfloat16, float16 or int8, got {values.dtype}")
 
 
-def check_scale_and_bias(values, bias, w_scale, n: int, n_name: str) -> None:
-    """w_scale [n] float32 with int8 values and none with float ones; bias [n] float32 or None."""
-    if (values.dtype == torch.int8) != (w_scale is not None):
-        raise ValueError(f"w_scale: expected [{n_name}] float32 with int8 values, and none with float values")
-    for name, t in (("bias", bias), ("w_scale", w_scale)):
+def check_channel_vectors(n: int, **tensors) -> None:
+    """Each tensor given (None skipped) float32 of shape (n,): one value per output channel."""
+    for name, t in tensors.items():
         if t is None:
             continue
         if t.dtype != torch.float32:
             raise TypeError(f"{name}: expected float32, got {t.dtype}")
         if t.shape != (n,):
             raise ValueError(f"{name}: expected shape ({n},), got {tuple(t.shape)}")
+
+
+def check_scale_and_bias(values, bias, w_scale, n: int, n_name: str) -> None:
+    """w_scale [n] float32 with int8 values and none with float ones; bias [n] float32 or None."""
+    if (values.dtype == torch.int8) != (w_scale is not None):
+        raise ValueError(f"w_scale: expected [{n_name}] float32 with int8 values, and none with float values")
+    check_channel_vectors(n, bias=bias, w_scale=w_scale)
 
 
 def check_devices(x, **tensors) -> None:

@@ -26,7 +26,7 @@ from .. import _native
 from ..formats import bits as layout
 from . import _eager
 from ._library import lib, native_or_triton
-from ._sparse import FLOAT_DTYPES, check_devices, rows
+from ._sparse import FLOAT_DTYPES, check_channel_vectors, check_devices, rows
 
 lib.define("pack_bits(Tensor x) -> Tensor")
 lib.define("binary_matmul(Tensor a_bits, Tensor b_bits, int k) -> Tensor")
@@ -65,14 +65,7 @@ def _check_linear(x, w_bits, w_scale, bias):
     if k == 0:
         raise ValueError("x: expected K >= 1 features")
     _check_bits("w_bits", w_bits, layout.words(k), "K")
-    n = w_bits.shape[0]
-    for name, t in (("w_scale", w_scale), ("bias", bias)):
-        if t is None:
-            continue
-        if t.dtype != torch.float32:
-            raise TypeError(f"{name}: expected float32, got {t.dtype}")
-        if t.shape != (n,):
-            raise ValueError(f"{name}: expected shape ({n},) to match w_bits, got {tuple(t.shape)}")
+    check_channel_vectors(w_bits.shape[0], w_scale=w_scale, bias=bias)
     check_devices(x, w_bits=w_bits, w_scale=w_scale, bias=bias)
 
 
