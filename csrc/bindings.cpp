@@ -237,6 +237,13 @@ PYBIND11_MODULE(_C, m) {
         py::arg("dtype"), py::arg("crow"), py::arg("col"), py::arg("values"), py::arg("values_type"),
         py::arg("w_scale"), py::arg("bias"), py::arg("out"), py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("num_threads"));
+  m.def("sparse24_first_bad_group", [](uintptr_t meta, int64_t bytes) {
+    return cpu::sparse24_first_bad_group(as_ptr<const uint8_t>(meta), bytes);
+  }, "the first 2:4 group whose positions are not in order, or -1", py::arg("meta"), py::arg("bytes"));
+  m.def("csr_valid", [](uintptr_t crow, int64_t n, uintptr_t col, int64_t count, int64_t k) {
+    return cpu::csr_valid(as_ptr<const int32_t>(crow), n, as_ptr<const int32_t>(col), count, k);
+  }, "whether crow and col are a CSR matrix of [n, k]", py::arg("crow"), py::arg("n"), py::arg("col"), py::arg("count"),
+        py::arg("k"));
   m.def("pack_bits", &pack_bits, "bits of x >= 0 in 32-bit words per row; alpha = mean |x| per row unless 0",
         py::arg("x"), py::arg("dtype"), py::arg("m"), py::arg("k"), py::arg("words"), py::arg("bits"),
         py::arg("alpha"), py::arg("num_threads"));

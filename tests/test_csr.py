@@ -86,6 +86,12 @@ def test_bad_indices_name_the_argument_before_any_read():
                 prunq.ops.csr_linear(x, *args, 2)
     with pytest.raises(ValueError, match="^w_scale:"):
         prunq.ops.csr_linear(x, crow, col, values.to(torch.int8), 2)
+    strided_crow, strided_col = torch.stack([crow, crow]).T[:, 0], torch.stack([col, col]).T[:, 1]  # views, stride 2
+    torch.testing.assert_close(prunq.ops.csr_linear(x, strided_crow, strided_col, values, 2),
+                               csr_linear_ref(x, crow, col, values, 2))
+    unsorted = torch.stack([col[[1, 0, 2]]] * 2).T[:, 1]  # row 0's columns 2, 0, as a strided view
+    with pytest.raises(ValueError, match="^col_indices:"):
+        prunq.ops.csr_linear(x, strided_crow, unsorted, values, 2)
 
 
 def test_csr_linear_module_round_trips_checks_what_it_loads_and_compiles():

@@ -115,6 +115,10 @@ def test_bad_inputs_name_the_argument():
     corrupted[1, 0] = 0x00  # both positions 0: two values at one place
     with pytest.raises(ValueError, match="^meta: row 1, group 0"):
         prunq.ops.sparse24_linear(x, values, corrupted)
+    corrupted = meta.clone()
+    corrupted[2, 1] = 0x64  # group 2 in order (0, 1), group 3 out of order (2, then 1)
+    with pytest.raises(ValueError, match="^meta: row 2, group 3"):
+        prunq.ops.sparse24_linear(x, values, corrupted)
 
 
 @pytest.mark.skipif(not triton_usable()[0], reason=triton_usable()[1])

@@ -24,6 +24,10 @@ struct CsrArgs {
 };
 
 void csr_linear(const CsrArgs& args);
+// Whether crow [n + 1] and col [count] are a CSR matrix of [n, k]: crow starts at 0, never
+// decreases and ends at count, and each row's columns lie in [0, k), strictly increasing. Reads
+// nothing out of bounds whatever they hold.
+bool csr_valid(const int32_t* crow, int64_t n, const int32_t* col, int64_t count, int64_t k);
 void csr_linear_portable(const CsrArgs& args);
 void csr_linear_avx2(const CsrArgs& args);
 void csr_linear_avx512(const CsrArgs& args);

@@ -56,6 +56,15 @@ namespace prunq::cpu {
 
 void sparse24_linear_portable(const Sparse24Args& a) { portable::sparse24_linear(a); }
 
+int64_t sparse24_first_bad_group(const uint8_t* meta, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; ++i)
+    for (int g = 0; g < 2; ++g) {
+      const int code = (meta[i] >> (4 * g)) & 0xF;
+      if ((code & 3) >= (code >> 2)) return 2 * i + g;
+    }
+  return -1;
+}
+
 void sparse24_linear(const Sparse24Args& a) {
 #if PRUNQ_X86
   if (active_isa() == Isa::avx512) return sparse24_linear_avx512(a);

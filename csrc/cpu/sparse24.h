@@ -26,6 +26,9 @@ struct Sparse24Args {
 };
 
 void sparse24_linear(const Sparse24Args& args);
+// The first group (counted over meta's bytes, two groups a byte) whose two positions are not in
+// order (first < second), or -1.
+int64_t sparse24_first_bad_group(const uint8_t* meta, int64_t bytes);
 void sparse24_linear_portable(const Sparse24Args& args);
 void sparse24_linear_avx2(const Sparse24Args& args);
 void sparse24_linear_avx512(const Sparse24Args& args);

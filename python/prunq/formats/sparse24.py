@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import _native
+
 
 def padded_k(k: int) -> int:
     return (k + 7) // 8 * 8
@@ -68,6 +70,14 @@ def check(values: torch.Tensor, meta: torch.Tensor, k: int, name: str = "meta") 
         raise TypeError(f"{name}: expected uint8 (prunq.formats.sparse24), got {meta.dtype}")
     if meta.shape != (n, kp // 8):
         raise ValueError(f"{name}: expected shape ({n}, {kp // 8}) to match values, got {tuple(meta.shape)}")
+    if meta.is_cpu and _native.C is not None:  # one pass in C++: the check runs on every op call
+        dense = meta.contiguous()  # held while C++ reads it
+        bad = _native.C.sparse24_first_bad_group(dense.data_ptr(), dense.numel())
+        if bad >= 0:
+            row, group = divmod(bad, kp // 4)
+            raise ValueError(f"{name}: row {row}, group {group} does not hold two positions in order; it does not "
+                             "come from sparse24_pack")
+        return
     pairs = positions(meta)
     if (pairs[..., 0] >= pairs[..., 1]).any():
         row, group = (pairs[..., 0] >= pairs[..., 1]).nonzero()[0].tolist()
