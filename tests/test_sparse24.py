@@ -55,6 +55,20 @@ def test_matches_the_dense_reference(cpu_isa, case):
     torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(case["x"]))
 
 
+@pytest.mark.parametrize("values_dtype", [torch.bfloat16, torch.int8])
+def test_many_rows_of_bf16_x(cpu_isa, values_dtype):
+    # The vdpbf16ps kernel's case where the CPU has AVX512_BF16: tiles of 16, 32 and 64 rows,
+    # K blocks, a partial last tile.
+    g = torch.Generator().manual_seed(7)
+    for m, k, n in [(16, 40, 9), (40, 1500, 17), (70, 260, 33)]:
+        values, meta = prunq.ops.sparse24_pack(two_of_four(n, k, g, values_dtype))
+        x = torch.randn(m, k, generator=g).bfloat16()
+        w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        bias = torch.randn(n, generator=g)
+        torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta, bias, w_scale),
+                                   sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(torch.bfloat16))
+
+
 @pytest.mark.parametrize("values_dtype", VALUE_DTYPES)
 def test_long_k_walked_in_blocks(cpu_isa, values_dtype):
     g = torch.Generator().manual_seed(5)

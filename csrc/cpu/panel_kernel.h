@@ -17,6 +17,7 @@
 
 #include "../common/parallel.h"
 #include "padded_rows.h"
+#include "sparse_tile_output.h"
 
 namespace prunq::cpu::PRUNQ_ISA {
 namespace {
@@ -115,11 +116,8 @@ void panel_linear_tiles(const T* x, int64_t ldx, int64_t m, int64_t k, int64_t k
           first[c] = end;
         }
       }
-      for (int i = 0; i < rows_here; ++i) {
-        T* y = out + (r0 + i) * n_total + n0;
-        for (int64_t c = 0; c < channels; ++c)
-          y[c] = from_float<T>(sums[c * tile + i] * (w_scale ? w_scale[n0 + c] : 1.f) + (bias ? bias[n0 + c] : 0.f));
-      }
+      write_tile<Vec>(sums.data(), tile, rows_here, channels, w_scale ? w_scale + n0 : nullptr, bias ? bias + n0 : nullptr,
+                 out + r0 * n_total + n0, n_total);
     }
   });
 }

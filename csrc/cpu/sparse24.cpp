@@ -67,6 +67,7 @@ int64_t sparse24_first_bad_group(const uint8_t* meta, int64_t bytes) {
 
 void sparse24_linear(const Sparse24Args& a) {
 #if PRUNQ_X86
+  if (active_isa() == Isa::avx512 && has_avx512_bf16() && sparse24_linear_avx512bf16(a)) return;
   if (active_isa() == Isa::avx512) return sparse24_linear_avx512(a);
   if (active_isa() == Isa::avx2) return sparse24_linear_avx2(a);
 #endif

@@ -32,5 +32,7 @@ int64_t sparse24_first_bad_group(const uint8_t* meta, int64_t bytes);
 void sparse24_linear_portable(const Sparse24Args& args);
 void sparse24_linear_avx2(const Sparse24Args& args);
 void sparse24_linear_avx512(const Sparse24Args& args);
+// bf16 x with bf16 or int8 values from 16 rows, on vdpbf16ps; false where it does not apply.
+bool sparse24_linear_avx512bf16(const Sparse24Args& args);
 
 }  // namespace prunq::cpu
