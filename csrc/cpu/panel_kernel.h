@@ -116,7 +116,7 @@ void panel_linear_tiles(const T* x, int64_t ldx, int64_t m, int64_t k, int64_t k
           first[c] = end;
         }
       }
-      write_tile<Vec>(sums.data(), tile, rows_here, channels, w_scale ? w_scale + n0 : nullptr, bias ? bias + n0 : nullptr,
+      write_tile(sums.data(), tile, rows_here, channels, w_scale ? w_scale + n0 : nullptr, bias ? bias + n0 : nullptr,
                  out + r0 * n_total + n0, n_total);
     }
   });

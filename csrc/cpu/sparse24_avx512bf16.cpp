@@ -15,7 +15,6 @@
 #include "../common/parallel.h"
 #include "padded_rows.h"
 #include "sparse_tile_output.h"
-#include "vec_avx512.h"
 #include "sparse24.h"
 
 namespace prunq::cpu {
@@ -93,7 +92,7 @@ void bf16_tiles(const Sparse24Args& a, const bf16* x, int64_t kp) {
           for (int r = 0; r < R; ++r) _mm512_storeu_ps(s + 16 * r, _mm512_add_ps(acc[r], acc2[r]));
         }
       }
-      write_tile<avx512::Vec>(sums.data(), tile, rows, n1 - n0, a.w_scale ? a.w_scale + n0 : nullptr, a.bias ? a.bias + n0 : nullptr,
+      write_tile(sums.data(), tile, rows, n1 - n0, a.w_scale ? a.w_scale + n0 : nullptr, a.bias ? a.bias + n0 : nullptr,
                  out + r0 * a.n + n0, a.n);
     }
   });
