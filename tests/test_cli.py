@@ -95,3 +95,11 @@ print_report()
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert re.search(r"prunq._C\s+missing", result.stdout)
+
+
+def test_the_pareto_front_keeps_what_nothing_beats_on_both():
+    from prunq.evaluate.report import pareto_front
+
+    points = [(1.0, 1.0), (3.0, 0.99), (2.0, 0.5), (4.0, 0.4), (3.0, 0.9), (1.0, 0.9)]
+    assert pareto_front(points) == [0, 1, 3]
+    assert pareto_front([(2.0, 0.5), (2.0, 0.5)]) == [0, 1]  # ties dominate neither

@@ -33,8 +33,21 @@ def write_json(report: dict, path: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (speed-up, fidelity) that no other point beats on both, or equals on
+    one and beats on the other, in order of speed-up: the recipes worth choosing from."""
+    front = []
+    for i, (speed, fidelity) in enumerate(points):
+        dominated = any(s >= speed and f >= fidelity and (s, f) != (speed, fidelity) for s, f in points)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
 def write_chart(report: dict, path: Path) -> bool:
-    """Size, latency and fidelity side by side; False (and no file) without matplotlib."""
+    """Speed-up against fidelity, one point per model (its area the size on disk) with the Pareto
+    front marked; then size, latency and fidelity side by side. False (and no file) without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -42,25 +55,46 @@ def write_chart(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    names = [row["name"] for row in report["rows"]]
+    rows = report["rows"]
+    names = [row["name"] for row in rows]
     batch, tokens = report["batch"]
-    panels = (("size on disk (MB)", [row["size_bytes"] / 1e6 for row in report["rows"]]),
-              (f"latency, batch {batch} x {tokens} (ms)", [row["latency_s"] * 1e3 for row in report["rows"]]),
+    panels = (("size on disk (MB)", [row["size_bytes"] / 1e6 for row in rows]),
+              (f"latency, batch {batch} x {tokens} (ms)", [row["latency_s"] * 1e3 for row in rows]),
               (f"latency, one query of {report['query']['tokens']} tokens (ms)",
-               [row["query_latency_s"] * 1e3 for row in report["rows"]]),
-              ("nearest-neighbour agreement (%)", [row["neighbour_agreement"] * 100 for row in report["rows"]]))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.45 * len(names) + 1.8))
-    for axis, (title, values) in zip(axes, panels):
+               [row["query_latency_s"] * 1e3 for row in rows]),
+              ("nearest-neighbour agreement (%)", [row["neighbour_agreement"] * 100 for row in rows]))
+    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), max(4.5, 0.45 * len(names) + 1.8)),
+                                gridspec_kw={"width_ratios": [2] + [1] * len(panels)})
+    _trade_off(axes[0], rows, batch, tokens)
+    for axis, (title, values) in zip(axes[1:], panels):
         axis.barh(names, values, color="#4c72b0")
         axis.set_title(title)
         axis.invert_yaxis()
         for y, value in enumerate(values):
             axis.text(value, y, f" {value:.3g}", va="center", fontsize=8)
         axis.margins(x=0.2)
-    for axis in axes[1:]:
+    for axis in axes[2:]:
         axis.set_yticklabels([])
     figure.suptitle(f"{report['model']}: {report['device']}, {report['threads']} threads")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+def _trade_off(axis, rows: list[dict], batch: int, tokens: int) -> None:
+    points = [(row["speedup_vs_fp32"], row["cosine_mean"]) for row in rows]
+    front = pareto_front(points)
+    sizes = [row["size_bytes"] / 1e6 for row in rows]
+    axis.scatter([p[0] for p in points], [p[1] for p in points], s=[4 * size for size in sizes],
+                 c=["#dd8452" if i in front else "#4c72b0" for i in range(len(rows))], alpha=0.6)
+    axis.plot([points[i][0] for i in front], [points[i][1] for i in front], color="#dd8452", linewidth=1,
+              label="Pareto front")
+    for (speed, fidelity), row, size in zip(points, rows, sizes):
+        axis.annotate(f"{row['name']} ({size:.0f} MB)", (speed, fidelity), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")
+    axis.set_xlabel(f"speed-up over fp32, batch {batch} x {tokens}")
+    axis.set_ylabel("cosine to fp32 embeddings (mean)")
+    axis.set_title("the trade-off (point area: size on disk)")
+    axis.legend(loc="lower left", fontsize=8)
+    axis.grid(alpha=0.3)
