@@ -1,0 +1,61 @@
+"""Distillation losses against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from prunq.compress.distill import (FeatureProjection, distillation_loss, embedding_loss, feature_loss,
+                                    soft_target_loss)
+
+
+def kl(p, q):
+    return sum(a * math.log(a / b) for a, b in zip(p, q))
+
+
+def softmax(z):
+    e = [math.exp(v) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def test_soft_targets_are_kl_at_temperature_times_t_squared():
+    student, teacher = [0.0, 0.0], [math.log(3.0), 0.0]
+    for t in (1.0, 2.0):
+        by_hand = kl(softmax([v / t for v in teacher]), softmax([v / t for v in student])) * t * t
+        got = soft_target_loss(torch.tensor([student]), torch.tensor([teacher]), t)
+        assert got.item() == pytest.approx(by_hand, rel=1e-6)
+    assert soft_target_loss(torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]]), 1.0).item() == \
+        pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), rel=1e-6)  # 0.1308
+    same = torch.randn(4, 7)
+    assert soft_target_loss(same, same).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_weighs_soft_and_hard():
+    student, teacher, labels = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([1])
+    soft = soft_target_loss(student, teacher, 3.0).item()
+    hard = -math.log(softmax([2.0, 0.0, -1.0])[1])
+    assert distillation_loss(student, teacher, labels, 3.0, 0.25).item() == pytest.approx(0.25 * soft + 0.75 * hard)
+    assert distillation_loss(student, teacher, None, 3.0, 0.25).item() == pytest.approx(soft)
+
+
+def test_feature_and_embedding_losses():
+    s, t = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+    assert feature_loss(s, t).item() == pytest.approx((0 + 4 + 0 + 4) / 4)
+    projection = FeatureProjection(2, 3)
+    with torch.no_grad():
+        projection.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    wide = torch.tensor([[1.0, 2.0, 3.0], [3.0, 4.0, 7.0]])
+    assert feature_loss(s, wide, projection).item() == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="^projection:"):
+        feature_loss(s, wide)
+    a, b = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 1.0], [2.0, 2.0]])
+    assert embedding_loss(a, b).item() == pytest.approx(((1 - 0.0) + (1 - 1.0)) / 2)
+    assert embedding_loss(a, b, "mse").item() == pytest.approx((1 + 1 + 1 + 1) / 4)
+    with pytest.raises(ValueError, match="^kind:"):
+        embedding_loss(a, b, "l1")
+    with pytest.raises(ValueError, match="^teacher:"):
+        embedding_loss(a, b[:1])
+    with pytest.raises(ValueError, match="^alpha:"):
+        distillation_loss(a, b, alpha=2.0)
+    with pytest.raises(ValueError, match="^temperature:"):
+        soft_target_loss(a, b, 0.0)
