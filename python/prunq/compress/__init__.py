@@ -22,6 +22,7 @@ from .convert import convert
 from .fuse_norms import fuse_norms
 from .passes import EMBEDDING, LINEAR, Context
 from .prune import prune
+from .qat import prepare_qat
 from .recipe import Recipe, parse_recipe
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
@@ -91,4 +92,4 @@ class _CompressModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CompressModule
 
-__all__ = ["DEFAULT_EXCLUDE", "Recipe", "binarize", "compress", "convert", "parse_recipe", "prune"]
+__all__ = ["DEFAULT_EXCLUDE", "Recipe", "binarize", "compress", "convert", "parse_recipe", "prepare_qat", "prune"]

@@ -1,5 +1,6 @@
 """convert(model): the end of training-time compression. Every training layer (one that has a
-`converted()` method: BinarizedLinear) is replaced by the kernel module it stands for."""
+`converted()` method: BinarizedLinear, FakeQuantLinear) is replaced by the kernel module it
+stands for."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def convert(model: nn.Module) -> nn.Module:
         return model.converted()
     names = [name for name, module in model.named_modules() if name and hasattr(module, "converted")]
     if not names:
-        raise ValueError("model: holds no training layer to convert (see prunq.compress.binarize)")
+        raise ValueError("model: holds no training layer to convert (see prunq.compress.binarize and prepare_qat)")
     for name in names:
         set_submodule(model, name, model.get_submodule(name).converted())
     return model

@@ -1,0 +1,53 @@
+"""Quantization-aware training: the fake-quant model and its conversion to the kernel modules."""
+
+import pytest
+import torch
+
+import prunq
+from prunq.compress.qat import FakeQuantLinear
+
+from .models import run, tiny_model
+
+IDS = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(1))
+
+
+def test_the_converted_int8_model_computes_what_the_fake_quant_model_trained():
+    torch.manual_seed(0)
+    model = tiny_model("bert")
+    prunq.compress.prepare_qat(model, "int8")
+    layers = [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
+    assert layers
+    # A few steps of training move the shadow weights; the conversion must follow them.
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = model(input_ids=IDS).last_hidden_state.pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in layers)
+    with torch.no_grad():
+        fake = run(model, IDS)
+        prunq.compress.convert(model)
+        assert not any(isinstance(m, FakeQuantLinear) for m in model.modules())
+        converted = run(model, IDS)
+    # The integer products are exact on both sides; only the fp32 rounding of the scales differs,
+    # far below one quantization step of any activation.
+    torch.testing.assert_close(converted, fake, rtol=1e-4, atol=1e-4)
+
+
+def test_one_layer_is_exactly_the_int8_kernel():
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(37, 11)
+    x = torch.randn(5, 37)
+    layer = FakeQuantLinear(linear)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.converted()(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_prepare_qat_takes_binary_and_names_what_it_cannot():
+    model = prunq.compress.prepare_qat(torch.nn.Sequential(torch.nn.Linear(8, 4)), "binary:connect")
+    assert not model[0].binarize_x
+    with pytest.raises(ValueError, match="^recipe:"):
+        prunq.compress.prepare_qat(torch.nn.Sequential(torch.nn.Linear(8, 4)), "int4")
+    with pytest.raises(ValueError, match="^include:"):
+        prunq.compress.prepare_qat(torch.nn.Sequential(torch.nn.Linear(8, 4)), include=["x"])
