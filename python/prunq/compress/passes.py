@@ -82,6 +82,11 @@ class Context:
                                      self.calibration, self.show_progress)
             self._statistics.update({key: found[key] for key in wanted})
 
+    def forget(self, names: Iterable[str]) -> None:
+        """Drops the statistics of the layers `names`, whose inputs a pass has changed."""
+        gone = set(names)
+        self._statistics = {key: value for key, value in self._statistics.items() if key[1] not in gone}
+
     def statistic(self, kind: str, name: str) -> torch.Tensor | None:
         """A statistic of layer `name`'s inputs (collecting it if needed), or None without
         calibration data."""

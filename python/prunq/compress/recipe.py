@@ -8,6 +8,8 @@
                        with calibration data, magnitude without); "2:4+int8" stores them as int8
     csr:S              Linear -> CSRLinear with the fraction S of each row's weights removed
                        (Wanda with calibration data, magnitude without); "csr:0.9+int8"
+    ffn:F              the share F of every block's FFN neurons removed: smaller dense layers, the
+                       model's config updated (structured pruning; first, whatever else follows)
     binary             FFN Linear -> BinaryLinear (XNOR-Net: weights and activations +-1 with scales);
                        "binary:connect" binarizes the weights only (BinaryConnect); with include=
                        patterns, the layers they name
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import binarize, embeddings, lowrank, quantize, sparsify  # noqa: F401 - each registers its pass
+from . import binarize, embeddings, lowrank, quantize, sparsify, structured  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
 

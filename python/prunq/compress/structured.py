@@ -1,0 +1,130 @@
+"""Structured pruning: whole FFN neurons removed, so the dense layers shrink and the model is
+faster on any hardware, and stays an ordinary Hugging Face model (its config updated).
+
+    ffn:F   the fraction F (0 <= F < 1) of every block's feed-forward neurons removed, the same
+            number in each block (the config holds one intermediate size). A neuron's importance
+            is the L2 norm of its activation over the calibration data (the input of the down
+            projection) times the norm of its column of the down projection; without data, the
+            norms of its rows of the up projections instead of its activation.
+
+Blocks are found by name: BERT (intermediate.dense / output.dense, config.intermediate_size),
+GPT-2 (mlp.c_fc / mlp.c_proj, Conv1D, config.n_inner) and Llama (mlp.gate_proj, mlp.up_proj /
+mlp.down_proj, config.intermediate_size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .passes import LINEAR, Context, Pass, register
+from .progress import progress
+from .swap import as_linear, set_submodule
+
+
+@dataclass(frozen=True)
+class FFNBlock:
+    ups: tuple[str, ...]  # the projections into the neurons
+    down: str             # the projection out of them
+    config_field: str
+
+
+def ffn_blocks(model: nn.Module) -> list[FFNBlock]:
+    blocks = []
+    for name, _ in model.named_modules():
+        if name.endswith(".intermediate.dense"):
+            blocks.append(FFNBlock((name,), name.removesuffix("intermediate.dense") + "output.dense", "intermediate_size"))
+        elif name.endswith(".mlp.c_fc"):
+            blocks.append(FFNBlock((name,), name.removesuffix("c_fc") + "c_proj", "n_inner"))
+        elif name.endswith(".mlp.down_proj"):
+            prefix = name.removesuffix("down_proj")
+            blocks.append(FFNBlock((prefix + "gate_proj", prefix + "up_proj"), name, "intermediate_size"))
+    return blocks
+
+
+def neuron_importance(model: nn.Module, block: FFNBlock, activation_norms: torch.Tensor | None) -> torch.Tensor:
+    down = as_linear(model.get_submodule(block.down)).weight.detach().float()  # [hidden, neurons]
+    score = down.norm(dim=0)
+    if activation_norms is not None:
+        return score * activation_norms.float()
+    for name in block.ups:
+        score = score * as_linear(model.get_submodule(name)).weight.detach().float().norm(dim=1)
+    return score
+
+
+def _sliced(module: nn.Module, keep: torch.Tensor, rows: bool) -> nn.Module:
+    """`module` (nn.Linear or Conv1D) with only the output channels (rows=True) or input channels
+    `keep`, as a new module of the same type."""
+    weight = module.weight.detach()
+    conv1d = not isinstance(module, nn.Linear)  # Conv1D: weight [in, out]
+    axis = (1 if conv1d else 0) if rows else (0 if conv1d else 1)
+    weight = weight.index_select(axis, keep).clone()
+    bias = None if module.bias is None else (module.bias.detach()[keep].clone() if rows else module.bias.detach().clone())
+    if conv1d:
+        new = type(module)(weight.shape[1], weight.shape[0])
+    else:
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias is not None)
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def prune_ffn(model: nn.Module, fraction: float, activation_norms: dict[str, torch.Tensor] | None = None,
+              show_progress: bool = False) -> list[str]:
+    """Removes `fraction` of every FFN block's neurons in place; returns the names of the layers
+    replaced. activation_norms: {down projection name: the L2 norm of each of its input channels}."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction: expected a share of neurons in [0, 1), got {fraction}")
+    blocks = ffn_blocks(model)
+    if not blocks:
+        raise ValueError(f"model: no feed-forward block of a known family (BERT, GPT-2, Llama) in "
+                         f"{type(model).__name__}")
+    replaced = []
+    kept = None
+    for block in progress(blocks, "ffn", show_progress):
+        score = neuron_importance(model, block, (activation_norms or {}).get(block.down))
+        kept = score.numel() - round(fraction * score.numel())
+        keep = torch.sort(torch.topk(score, kept).indices).values
+        for name in block.ups:
+            set_submodule(model, name, _sliced(model.get_submodule(name), keep, rows=True))
+        set_submodule(model, block.down, _sliced(model.get_submodule(block.down), keep, rows=False))
+        replaced += [*block.ups, block.down]
+    config = getattr(model, "config", None)
+    if config is not None:
+        setattr(config, blocks[0].config_field, kept)
+    return replaced
+
+
+@register
+class PruneFFN(Pass):
+    names = ("ffn",)
+    order = 5
+    makes = {LINEAR: LINEAR}
+    repeated = "has two ffn steps"
+
+    def parse(self, name: str, value: str) -> float:
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"recipe: 'ffn' expects the share of neurons to remove after ':', e.g. ffn:0.3, "
+                             f"got {name}:{value}") from None
+        if not 0 <= share < 1:
+            raise ValueError(f"recipe: 'ffn' expects a share in [0, 1), got {share}")
+        return share
+
+    def statistics(self, _):
+        return frozenset({"norm"})
+
+    def run(self, context: Context, share: float) -> None:
+        downs = [block.down for block in ffn_blocks(context.model)]
+        norms = {}
+        if context.calibration is not None:
+            context.collect(self.statistics(share), downs)
+            norms = {name: context.statistic("norm", name) for name in downs}
+        replaced = prune_ffn(context.model, share, norms, context.show_progress)
+        context.forget(replaced)
