@@ -61,3 +61,34 @@ def test_bad_ffn_recipes_leave_the_model_untouched(recipe, message):
     with pytest.raises(ValueError, match=message):
         prunq.compress(model, recipe, show_progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+def test_removing_a_block_keeps_an_ordinary_model(tmp_path, kind):
+    model = prunq.compress(tiny_model(kind), "layers:1", calibration=[{"input_ids": IDS}], show_progress=False)
+    assert model.config.num_hidden_layers == 1
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(run(loaded, IDS), run(model, IDS))
+
+
+def test_the_block_that_changes_nothing_goes_first():
+    model = tiny_model("llama")
+    with torch.no_grad():  # block 0 adds nothing to its residual stream: its output is its input
+        model.layers[0].self_attn.o_proj.weight.zero_()
+        model.layers[0].mlp.down_proj.weight.zero_()
+    second = model.layers[1].mlp.up_proj.weight.detach().clone()
+    prunq.compress(model, "layers:1", calibration=[{"input_ids": IDS}], show_progress=False)
+    assert len(model.layers) == 1 and torch.equal(model.layers[0].mlp.up_proj.weight, second)
+    assert model.layers[0].self_attn.layer_idx == 0
+
+
+@pytest.mark.parametrize("recipe,calibration,message", [
+    ("layers:2", True, "as many blocks as the model has"), ("layers:1", False, "^calibration:"),
+    ("layers:0", True, "at least one block"), ("layers:x", True, "number of blocks")])
+def test_bad_layer_recipes_leave_the_model_untouched(recipe, calibration, message):
+    model = tiny_model("bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        prunq.compress(model, recipe, calibration=[{"input_ids": IDS}] if calibration else None, show_progress=False)
+    assert set(before) == set(model.state_dict()) and all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -56,6 +56,8 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
     plan = parse_recipe(recipe)
     include = None if include is None else tuple(include)
     exclude = tuple(exclude)
+    for step in plan.steps:
+        step.kind.prepare(model, step.argument, calibration)
     fused = fuse_norms(model)
     context = Context(model, plan.text, calibration, layers={
         LINEAR: [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],

@@ -44,6 +44,10 @@ class Pass:
         """Input statistics it uses when calibration data is given ("gram", "absmax", "norm")."""
         return frozenset()
 
+    def prepare(self, model: nn.Module, argument, calibration: Iterable | None) -> None:
+        """Runs before the shared preamble, on the float model: for steps that change the model's
+        structure and so the names every later step sees (removing whole blocks)."""
+
     def run(self, context: Context, argument) -> None:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@
                        with calibration data, magnitude without); "2:4+int8" stores them as int8
     csr:S              Linear -> CSRLinear with the fraction S of each row's weights removed
                        (Wanda with calibration data, magnitude without); "csr:0.9+int8"
+    layers:N           the N blocks that change their input least on the calibration data removed
     ffn:F              the share F of every block's FFN neurons removed: smaller dense layers, the
                        model's config updated (structured pruning; first, whatever else follows)
     binary             FFN Linear -> BinaryLinear (XNOR-Net: weights and activations +-1 with scales);

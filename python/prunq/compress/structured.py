@@ -1,5 +1,10 @@
-"""Structured pruning: whole FFN neurons removed, so the dense layers shrink and the model is
-faster on any hardware, and stays an ordinary Hugging Face model (its config updated).
+"""Structured pruning: whole FFN neurons or whole blocks removed, so the dense layers shrink and
+the model is faster on any hardware, and stays an ordinary Hugging Face model (its config
+updated).
+
+    layers:N  the N blocks that change their input least on the calibration data removed (1 -
+            the mean cosine between a block's input and output hidden states); needs
+            calibration data
 
     ffn:F   the fraction F (0 <= F < 1) of every block's feed-forward neurons removed, the same
             number in each block (the config holds one intermediate size). A neuron's importance
@@ -20,6 +25,7 @@ import torch
 from torch import nn
 
 from .passes import LINEAR, Context, Pass, register
+from .calibrate import run_batch
 from .progress import progress
 from .swap import as_linear, set_submodule
 
@@ -128,3 +134,93 @@ class PruneFFN(Pass):
             norms = {name: context.statistic("norm", name) for name in downs}
         replaced = prune_ffn(context.model, share, norms, context.show_progress)
         context.forget(replaced)
+
+
+# The stack of Transformer blocks: BERT's encoder.layer, GPT-2's h, Llama's layers.
+STACK_NAMES = ("encoder.layer", "h", "layers")
+
+
+def layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and any(name == s or name.endswith("." + s) for s in STACK_NAMES):
+            return name, module
+    raise ValueError(f"model: no stack of Transformer blocks of a known family (BERT, GPT-2, Llama) in "
+                     f"{type(model).__name__}")
+
+
+def layer_changes(model: nn.Module, stack: nn.ModuleList, calibration, run_batch) -> torch.Tensor:
+    """1 - the mean cosine between each block's input and output hidden states over the
+    calibration batches: how much each block changes what passes through it."""
+    totals = torch.zeros(len(stack), dtype=torch.float64)
+    counts = torch.zeros(len(stack), dtype=torch.float64)
+
+    def hook(index):
+        def record(module, args, kwargs, output):
+            before = args[0] if args else kwargs["hidden_states"]
+            after = output[0] if isinstance(output, tuple) else output
+            cos = nn.functional.cosine_similarity(before.double(), after.double(), dim=-1)
+            totals[index] += (1 - cos).sum()
+            counts[index] += cos.numel()
+        return record
+
+    handles = [block.register_forward_hook(hook(i), with_kwargs=True) for i, block in enumerate(stack)]
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                run_batch(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return totals / counts.clamp(min=1)
+
+
+def prune_layers(model: nn.Module, count: int, changes: torch.Tensor) -> dict[int, int]:
+    """Removes the `count` blocks that change their input least, in place; updates the config and
+    each kept block's layer index. Returns {old index: new index} of the kept blocks."""
+    stack_name, stack = layer_stack(model)
+    if not isinstance(count, int) or not 0 < count < len(stack):
+        raise ValueError(f"layers: expected to remove between 1 and {len(stack) - 1} of the model's {len(stack)} "
+                         f"blocks, got {count!r}")
+    drop = set(torch.argsort(changes)[:count].tolist())
+    kept = [i for i in range(len(stack)) if i not in drop]
+    set_submodule(model, stack_name, nn.ModuleList([stack[i] for i in kept]))
+    for new, old in enumerate(kept):
+        for module in stack[old].modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new
+    config = getattr(model, "config", None)
+    if config is not None:
+        for field in ("num_hidden_layers", "n_layer"):
+            if hasattr(config, field):
+                setattr(config, field, len(kept))
+    return {old: new for new, old in enumerate(kept)}
+
+
+@register
+class PruneLayers(Pass):
+    names = ("layers",)
+    order = 4
+    makes = {LINEAR: LINEAR}
+    repeated = "has two layers steps"
+
+    def parse(self, name: str, value: str) -> int:
+        try:
+            count = int(value)
+        except ValueError:
+            raise ValueError(f"recipe: 'layers' expects the number of blocks to remove after ':', e.g. layers:2, "
+                             f"got {name}:{value}") from None
+        if count < 1:
+            raise ValueError(f"recipe: 'layers' expects at least one block to remove, got {count}")
+        return count
+
+    def prepare(self, model: nn.Module, count: int, calibration) -> None:
+        _, stack = layer_stack(model)
+        if count >= len(stack):
+            raise ValueError(f"recipe: 'layers:{count}' removes at least as many blocks as the model has ({len(stack)})")
+        if calibration is None:
+            raise ValueError("calibration: 'layers' chooses the blocks to remove from calibration data; pass "
+                             "calibration= batches")
+        prune_layers(model, count, layer_changes(model, stack, calibration, run_batch))
+
+    def run(self, context: Context, count: int) -> None:
+        """Done in prepare, before the layer names were taken."""
