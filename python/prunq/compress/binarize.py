@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..nn import BinaryLinear
+from .convert import TrainingLinear
 from .passes import BINARY, LINEAR, Context, Pass, register
 from .progress import progress
 from .swap import DEFAULT_EXCLUDE, as_linear, is_linear, modules_of_kind, replace, selected, set_submodule
@@ -55,16 +56,14 @@ class _SignSTE(torch.autograd.Function):
         return grad * (x.abs() <= 1).to(grad.dtype)
 
 
-class BinarizedLinear(nn.Module):
+class BinarizedLinear(TrainingLinear):
     """A Linear being trained for binarization: y = x' @ (sign(W) * mean|W| per row).T + bias,
     x' = sign(x) * mean |x| per row with binarize_x, else x. W stays float (the shadow weights
     the optimizer updates); convert() makes the BinaryLinear that computes the same."""
 
     def __init__(self, linear: nn.Linear, binarize_x: bool = True):
-        super().__init__()
-        self.in_features, self.out_features, self.binarize_x = linear.in_features, linear.out_features, binarize_x
-        self.weight = nn.Parameter(linear.weight.detach().clone())
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        super().__init__(linear)
+        self.binarize_x = binarize_x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = _SignSTE.apply(self.weight) * self.weight.abs().mean(1, keepdim=True)
@@ -73,12 +72,7 @@ class BinarizedLinear(nn.Module):
         return nn.functional.linear(x, w, self.bias)
 
     def converted(self) -> BinaryLinear:
-        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.weight.device)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return BinaryLinear.from_linear(linear, binarize_x=self.binarize_x)
+        return BinaryLinear.from_linear(self.trained_linear(), binarize_x=self.binarize_x)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, binarize_x={self.binarize_x}"

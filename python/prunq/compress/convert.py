@@ -4,9 +4,29 @@ stands for."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .swap import set_submodule
+
+
+class TrainingLinear(nn.Module):
+    """What the training layers share: float shadow weights the optimizer updates, copied from the
+    nn.Linear they replace, and that Linear rebuilt from them for the kernel module's from_linear."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+
+    def trained_linear(self) -> nn.Linear:
+        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.weight.device)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight)
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
 
 
 def convert(model: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ from torch import nn
 from ..nn import Int8Linear
 from ..ops.int8_gemm import quantize_per_token_ref
 from .binarize import binarize
+from .convert import TrainingLinear
 from .swap import DEFAULT_EXCLUDE, is_linear, modules_of_kind, selected, set_submodule
 
 
@@ -30,26 +31,15 @@ def _fake_quantize(t: torch.Tensor) -> torch.Tensor:
     return t + (q.float() * scale.unsqueeze(-1) - t).detach()
 
 
-class FakeQuantLinear(nn.Module):
+class FakeQuantLinear(TrainingLinear):
     """A Linear trained for W8A8: y = fq(x) @ fq(W).T + bias, fq the per-row int8 rounding of
     Int8Linear (weights per output channel, activations per token)."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = nn.Parameter(linear.weight.detach().clone())
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(_fake_quantize(x), _fake_quantize(self.weight), self.bias)
 
     def converted(self) -> Int8Linear:
-        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.weight.device)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return Int8Linear.from_linear(linear)
+        return Int8Linear.from_linear(self.trained_linear())
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 fake-quant"

@@ -174,9 +174,9 @@ def layer_changes(model: nn.Module, stack: nn.ModuleList, calibration, run_batch
     return totals / counts.clamp(min=1)
 
 
-def prune_layers(model: nn.Module, count: int, changes: torch.Tensor) -> dict[int, int]:
+def prune_layers(model: nn.Module, count: int, changes: torch.Tensor) -> None:
     """Removes the `count` blocks that change their input least, in place; updates the config and
-    each kept block's layer index. Returns {old index: new index} of the kept blocks."""
+    each kept block's layer index."""
     stack_name, stack = layer_stack(model)
     if not isinstance(count, int) or not 0 < count < len(stack):
         raise ValueError(f"layers: expected to remove between 1 and {len(stack) - 1} of the model's {len(stack)} "
@@ -193,7 +193,6 @@ def prune_layers(model: nn.Module, count: int, changes: torch.Tensor) -> dict[in
         for field in ("num_hidden_layers", "n_layer"):
             if hasattr(config, field):
                 setattr(config, field, len(kept))
-    return {old: new for new, old in enumerate(kept)}
 
 
 @register

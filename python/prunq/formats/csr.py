@@ -39,9 +39,9 @@ def check(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n: int, k
             raise ValueError(f"{name}: expected one dimension, got shape {tuple(t.shape)}")
     if crow.shape[0] != n + 1:
         raise ValueError(f"crow_indices: expected {n + 1} entries (out_features + 1), got {crow.shape[0]}")
-    dense_crow, dense_col = crow.contiguous(), col.contiguous()  # held while C++ reads them
-    if crow.is_cpu and col.is_cpu and _native.C is not None and _native.C.csr_valid(
-            dense_crow.data_ptr(), n, dense_col.data_ptr(), col.shape[0], k):
+    native = crow.is_cpu and col.is_cpu and _native.C is not None
+    dense_crow, dense_col = (crow.contiguous(), col.contiguous()) if native else (crow, col)  # held while C++ reads
+    if native and _native.C.csr_valid(dense_crow.data_ptr(), n, dense_col.data_ptr(), col.shape[0], k):
         # One pass in C++ (the check runs on every op call); what is left is the values' length.
         if values.dim() != 1 or values.shape[0] != col.shape[0]:
             raise ValueError(f"values: expected [{col.shape[0]}] (crow_indices[-1]), got shape {tuple(values.shape)}")
