@@ -9,7 +9,7 @@ import prunq
 from prunq.compress.binarize import is_ffn
 from prunq.compress.fuse_norms import fuse_norms
 from prunq.compress.recipe import parse_recipe
-from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int4Embedding, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 
 from .models import ARCHITECTURES, cosine, run, tiny_model
 
@@ -18,7 +18,7 @@ IDS = torch.randint(0, 100, (2, 11), generator=torch.Generator().manual_seed(0))
 # The cosine between compressed and float outputs each recipe must reach on these models. int8
 # steps lose about 1/254 of each value's range; low rank loses far more on random weights, whose
 # flat singular spectra are the worst case for truncation (a trained model's decay faster).
-EXPECTED_COSINE = {"int8": 0.995, "int8-weight-only": 0.999, "int8+emb8": 0.995,
+EXPECTED_COSINE = {"int8": 0.995, "int8-weight-only": 0.999, "int8+emb8": 0.995, "int8+emb4": 0.95,
                    "lowrank:0.5": 0.75, "lowrank:0.7+int8": 0.75, "2:4": 0.85, "2:4+int8": 0.85,
                    "csr:0.5": 0.9, "csr:0.5+int8": 0.9}
 
@@ -38,6 +38,7 @@ def test_each_recipe_stays_close_to_the_float_model(kind, recipe):
     assert (CSRLinear in kinds) == ("csr" in steps)
     assert (LowRankLinear in kinds) == ("lowrank" in steps)
     assert (Int8Embedding in kinds) == ("emb8" in steps)
+    assert (Int4Embedding in kinds) == ("emb4" in steps)
     if sparse:
         layers = [m for m in model.modules() if isinstance(m, (Sparse24Linear, CSRLinear))]
         assert layers and all((m.values.dtype == torch.int8) == quantized for m in layers)
@@ -111,7 +112,7 @@ def test_calibration_runs_batches_through_the_model():
 @pytest.mark.parametrize("recipe,message", [
     ("binary:ternary", "':connect'"), ("binary+int8", "binary has already turned"), ("csr", "expects the sparsity"),
     ("csr:1.5", r"\(0, 1\]"),
-    ("int8+int8-weight-only", "quantizes twice"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
+    ("int8+int8-weight-only", "quantizes twice"), ("emb8+emb4", "choose emb8 or emb4"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
     ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
 ])
 def test_bad_recipes_are_clear_errors(recipe, message):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prunq.compress.distill import (FeatureProjection, distillation_loss, embedding_loss, feature_loss,
+from prunq.compress.losses import (FeatureProjection, distillation_loss, embedding_loss, feature_loss,
                                     soft_target_loss)
 
 

@@ -7,7 +7,7 @@ from torch._dynamo.testing import AotEagerAndRecordGraphs
 from torch.nn import functional as F
 
 from prunq._backend import use_backend
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Embedding, Int8Linear, LowRankLinear
+from prunq.nn import AddLayerNorm, AddRMSNorm, Int4Embedding, Int8Embedding, Int8Linear, LowRankLinear
 
 from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops.int8_gemm import int8_weight_only_linear_ref
@@ -211,6 +211,26 @@ def test_int8_embedding_is_close_and_round_trips():
         Int8Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))
     with pytest.raises(TypeError, match="nn.Embedding"):
         Int8Embedding.from_embedding(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("dim", [24, 64, 45])  # less than a group, whole groups, an odd width
+def test_int4_embedding_is_within_half_a_step_of_its_group(dim):
+    embedding = nn.Embedding(50, dim, padding_idx=0)
+    ids = torch.tensor([[0, 3, 49], [7, 7, 1]])
+    quantized = Int4Embedding.from_embedding(embedding)
+    got, want = quantized(ids), embedding(ids)
+    groups = nn.functional.pad(embedding.weight.detach(), (0, -dim % 32)).reshape(50, -1, 32)
+    step = (groups.abs().amax(-1) / 7).repeat_interleave(32, dim=1)[:, :dim][ids]
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert ((got - want).abs() <= step / 2 * 1.002 + 1e-6).all()  # half a step (the scale is float16)
+    assert torch.equal(got[0, 0], torch.zeros(dim))
+    copy = Int4Embedding(50, dim, padding_idx=0)
+    copy.load_state_dict(quantized.state_dict())
+    assert torch.equal(copy(ids), got) and "4-bit" in repr(copy)
+    assert quantized.w_packed.numel() == 50 * ((dim + 1) // 2)
+    assert quantized.half()(ids).dtype == torch.float16 and quantized.w_scale.dtype == torch.float16
+    with pytest.raises(ValueError, match="max_norm"):
+        Int4Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))
 
 
 def test_low_rank_linear_at_full_rank_is_the_linear():

@@ -14,7 +14,7 @@ from .models import ARCHITECTURES, run, tiny_model
 IDS = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "int8+emb8", "lowrank:0.5+int8"])
+@pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "int8+emb8", "int8+emb4", "lowrank:0.5+int8"])
 @pytest.mark.parametrize("kind", ARCHITECTURES)
 def test_round_trip_gives_identical_outputs(tmp_path, kind, recipe):
     model = prunq.compress(tiny_model(kind), recipe, show_progress=False)

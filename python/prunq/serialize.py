@@ -22,11 +22,13 @@ from torch import nn
 from .compress import RECORD
 from .compress.fuse_gelu import fusable as gelu_fusable, fuse_block as fuse_gelu_block
 from .compress.fuse_norms import fusable, fuse_block
+from .compress.heads import restore_heads
 from .compress.swap import linear_features, set_submodule
-from .nn import BinaryLinear, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from .nn import BinaryLinear, CSRLinear, Int4Embedding, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 
 FORMAT = 1
-_MODULE_TYPES = {cls.__name__: cls for cls in (Int8Linear, LowRankLinear, Int8Embedding, Sparse24Linear,
+_EMBEDDINGS = (Int8Embedding, Int4Embedding)
+_MODULE_TYPES = {cls.__name__: cls for cls in (Int8Linear, LowRankLinear, *_EMBEDDINGS, Sparse24Linear,
                                                         CSRLinear, BinaryLinear)}
 
 
@@ -52,12 +54,14 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """Loads a file written by prunq.save into `model`, the float model it was made from (same
     architecture and config, weights irrelevant), and returns it. Raises ValueError naming what
-    does not match; the model is left untouched unless everything matches."""
+    does not match; the model is left untouched unless everything matches (a model built from a
+    config that records pruned heads is first given that shape, as prunq.compress.restore_heads)."""
     header, tensors = _read(path)
     if header.get("model") != type(model).__name__:
         raise ValueError(f"{path}: holds a {header.get('model')!r}, but model is a {type(model).__name__!r}")
     if getattr(model, RECORD, None) is not None:
         raise ValueError("model: already compressed; load into the float model")
+    restore_heads(model)
     fused = _list_of_names(header, "fused", path)
     for name in fused:
         if not fusable(_submodule(model, name, path, "fused block")):
@@ -164,9 +168,9 @@ def _build_modules(header: dict, model: nn.Module, path) -> dict[str, nn.Module]
         else:
             original = _submodule(model, name, path, "module")
         expected = _shape_of(original)
-        shape = (module.num_embeddings, module.embedding_dim) if isinstance(module, Int8Embedding) else (
+        shape = (module.num_embeddings, module.embedding_dim) if isinstance(module, _EMBEDDINGS) else (
             module.in_features, module.out_features)
-        if expected != shape or isinstance(module, Int8Embedding) != isinstance(original, nn.Embedding):
+        if expected != shape or isinstance(module, _EMBEDDINGS) != isinstance(original, nn.Embedding):
             raise ValueError(f"{path}: module {name!r} is a {cls.__name__} of shape {shape} in the file, "
                              f"but a {type(original).__name__} of shape {expected} in this model")
         if isinstance(module, LowRankLinear):

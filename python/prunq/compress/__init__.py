@@ -11,6 +11,7 @@ GEMM's epilogue. What was done is recorded on the model, for prunq.save.
 
 from __future__ import annotations
 
+import copy
 import sys
 import types
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ from torch import nn
 
 from .binarize import binarize
 from .convert import convert
+from .recover import distill
 from .fuse_norms import fuse_norms
+from .heads import restore_heads
 from .passes import EMBEDDING, LINEAR, Context
 from .prune import prune
 from .qat import prepare_qat
@@ -31,7 +34,7 @@ RECORD = "prunq_compression"
 
 def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None, *,
              include: Iterable[str] | None = None, exclude: Iterable[str] = DEFAULT_EXCLUDE,
-             show_progress: bool = True) -> nn.Module:
+             training: Iterable | None = None, show_progress: bool = True) -> nn.Module:
     """Compresses `model` in place and returns it.
 
     recipe: steps joined by '+' (see prunq.compress.recipe): "int8", "int8-weight-only",
@@ -43,6 +46,8 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         into the weights. Without them int8 needs nothing: activation scales are per token.
     include / exclude: fnmatch patterns over module names ("encoder.layer.*.attention.*");
         by default every Linear except classifier and language-model heads.
+    training: batches (as calibration) for the "+distill" step, which trains the compressed model
+        against a copy of the float one; keep them apart from the data you evaluate on.
 
     The shared preamble fuses the norms, selects the layers, and collects the calibration
     statistics the passes ask for in one pass over the data (for every pass up to the first that
@@ -54,6 +59,12 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         raise ValueError(f"model: already compressed with {getattr(model, RECORD)['recipe']!r}; "
                          "start again from the float model")
     plan = parse_recipe(recipe)
+    teacher = None
+    if "distill" in plan.names():
+        training = None if training is None else list(training)
+        if not training:
+            raise ValueError(f"training: {plan.text!r} distills the compressed model; pass training= batches")
+        teacher = copy.deepcopy(model).eval()
     include = None if include is None else tuple(include)
     exclude = tuple(exclude)
     for step in plan.steps:
@@ -63,7 +74,7 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         LINEAR: [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
         EMBEDDING: [name for name, _ in modules_of_kind(model, is_embedding)
                     if include is None or selected(name, include, ())],
-    }, show_progress=show_progress, include=include)
+    }, show_progress=show_progress, include=include, teacher=teacher, training=training)
     context.collect(_statistics_before_renaming(plan), context.layers[LINEAR])
     for step in plan.steps:
         step.kind.run(context, step.argument)
@@ -94,4 +105,4 @@ class _CompressModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CompressModule
 
-__all__ = ["DEFAULT_EXCLUDE", "Recipe", "binarize", "compress", "convert", "parse_recipe", "prepare_qat", "prune"]
+__all__ = ["DEFAULT_EXCLUDE", "Recipe", "binarize", "compress", "convert", "distill", "parse_recipe", "prepare_qat", "prune", "restore_heads"]

@@ -18,7 +18,7 @@ from torch import nn
 from .calibrate import input_statistics
 
 # Layer kinds a pass takes and makes.
-LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "int8 embedding"
+LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "quantized embedding"
 SPARSE24, CSR, BINARY = "2:4 linear", "csr linear", "binary linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
@@ -30,8 +30,9 @@ class Pass:
 
     names: tuple[str, ...] = ()   # recipe names ("int8", "int8-weight-only")
     order: int = 0                # canonical position: lower runs first
-    makes: dict[str, str] = {LINEAR: LINEAR}  # kind of layer it acts on -> what those become
-    renames: bool = False         # replaces layers by others under new names (later passes see those)
+    makes: dict[str, str] = {LINEAR: LINEAR}  # kind of layer it acts on -> what those become ({}: none)
+    renames: bool = False         # replaces layers by others under new names, or changes what later
+                                  # layers receive: later passes collect their statistics anew
     repeated: str = "repeats a step"  # the error for two steps of this pass
 
     def parse(self, name: str, value: str):
@@ -71,6 +72,8 @@ class Context:
     layers: dict[str, list[str]]  # kind -> names of the layers of that kind the passes act on
     show_progress: bool
     include: tuple[str, ...] | None = None  # the user's include patterns, if any
+    teacher: nn.Module | None = None  # the float model, kept for distillation
+    training: list | None = None      # batches to train on
     modules: dict[str, dict] = field(default_factory=dict)
     gelu_fused: list[str] = field(default_factory=list)
     _statistics: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
@@ -86,10 +89,9 @@ class Context:
                                      self.calibration, self.show_progress)
             self._statistics.update({key: found[key] for key in wanted})
 
-    def forget(self, names: Iterable[str]) -> None:
-        """Drops the statistics of the layers `names`, whose inputs a pass has changed."""
-        gone = set(names)
-        self._statistics = {key: value for key, value in self._statistics.items() if key[1] not in gone}
+    def forget(self) -> None:
+        """Drops every statistic collected: a pass has changed what the layers receive."""
+        self._statistics = {}
 
     def statistic(self, kind: str, name: str) -> torch.Tensor | None:
         """A statistic of layer `name`'s inputs (collecting it if needed), or None without

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..formats.int8 import quantize_weight
 from ..nn import Int8Linear
 from ..ops.int8_gemm import quantize_per_token_ref
 from .binarize import binarize
@@ -24,7 +25,7 @@ from .convert import TrainingLinear
 from .swap import DEFAULT_EXCLUDE, is_linear, modules_of_kind, selected, set_submodule
 
 
-def _fake_quantize(t: torch.Tensor) -> torch.Tensor:
+def fake_quantize(t: torch.Tensor) -> torch.Tensor:
     """t rounded as the kernels round it (symmetric int8 per row, scale absmax / 127), with the
     gradient of the identity."""
     q, scale = quantize_per_token_ref(t)
@@ -32,17 +33,53 @@ def _fake_quantize(t: torch.Tensor) -> torch.Tensor:
 
 
 class FakeQuantLinear(TrainingLinear):
-    """A Linear trained for W8A8: y = fq(x) @ fq(W).T + bias, fq the per-row int8 rounding of
-    Int8Linear (weights per output channel, activations per token)."""
+    """A Linear trained for Int8Linear: y = act(fq(x * x_channel_scale) @ fq(W).T + bias), fq the
+    per-row int8 rounding of Int8Linear (weights per output channel, activations per token; the
+    activations stay float in mode "weight_only"), x_channel_scale SmoothQuant's fixed factors
+    (none by default) and act the GELU an Int8Linear may run in its epilogue."""
+
+    def __init__(self, linear: nn.Linear, mode: str = "dynamic", activation: str = "none",
+                 x_channel_scale: torch.Tensor | None = None):
+        super().__init__(linear)
+        self.mode, self.activation = mode, activation
+        self.register_buffer("x_channel_scale", None if x_channel_scale is None else x_channel_scale.detach().clone())
+
+    @classmethod
+    def from_int8(cls, module: Int8Linear) -> FakeQuantLinear:
+        """The training form of an Int8Linear: its dequantized weight as the shadow weight."""
+        linear = nn.Linear(module.in_features, module.out_features, module.bias is not None, device=module.w_q.device)
+        with torch.no_grad():
+            linear.weight.copy_(module.w_q.float() * module.w_scale[:, None])
+            if module.bias is not None:
+                linear.bias.copy_(module.bias)
+        return cls(linear, module.mode, module.activation, module.x_channel_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(_fake_quantize(x), _fake_quantize(self.weight), self.bias)
+        if self.x_channel_scale is not None:
+            x = x * self.x_channel_scale
+        if self.mode == "dynamic":
+            x = fake_quantize(x)
+        y = nn.functional.linear(x, fake_quantize(self.weight), self.bias)
+        return nn.functional.gelu(y) if self.activation == "gelu" else y
 
     def converted(self) -> Int8Linear:
-        return Int8Linear.from_linear(self.trained_linear())
+        module = Int8Linear(self.in_features, self.out_features, self.bias is not None, self.mode, self.weight.device,
+                            activation=self.activation, smooth=self.x_channel_scale is not None)
+        w_q, w_scale = quantize_weight(self.weight.detach().float())
+        with torch.no_grad():
+            module.w_q.copy_(w_q)
+            module.w_scale.copy_(w_scale)
+            if self.bias is not None:
+                module.bias.copy_(self.bias)
+            if self.x_channel_scale is not None:
+                module.x_channel_scale.copy_(self.x_channel_scale)
+        module._repack()
+        return module
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 fake-quant"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 fake-quant ({self.mode}"
+                f"{', ' + self.activation if self.activation != 'none' else ''}"
+                f"{', smoothed' if self.x_channel_scale is not None else ''})")
 
 
 def prepare_qat(model: nn.Module, recipe: str = "int8", include: Iterable[str] | None = None,

@@ -4,16 +4,22 @@
     int8-weight-only   Linear -> Int8Linear(mode="weight_only")
     lowrank:R          Linear -> LowRankLinear keeping R of the weight's parameters (0 < R <= 1)
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
+    emb4               Embedding -> Int4Embedding: 4-bit values, a float16 scale per 32 columns
     2:4                Linear -> Sparse24Linear: two of every four weights along K kept (Wanda
                        with calibration data, magnitude without); "2:4+int8" stores them as int8
     csr:S              Linear -> CSRLinear with the fraction S of each row's weights removed
                        (Wanda with calibration data, magnitude without); "csr:0.9+int8"
     layers:N           the N blocks that change their input least on the calibration data removed
+    heads:F            the share F of the model's attention heads removed, ranked over all blocks
+                       (structured pruning; config.pruned_heads records them)
     ffn:F              the share F of every block's FFN neurons removed: smaller dense layers, the
                        model's config updated (structured pruning; first, whatever else follows)
     binary             FFN Linear -> BinaryLinear (XNOR-Net: weights and activations +-1 with scales);
                        "binary:connect" binarizes the weights only (BinaryConnect); with include=
                        patterns, the layers they name
+
+    +distill[:S]       after the other steps, S training steps (default 400) of distillation from
+                       the float model on compress()'s training= batches (prunq.compress.recover)
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
 canonical order whatever order the steps are written in, and compose where a kernel runs the
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import binarize, embeddings, lowrank, quantize, sparsify, structured  # noqa: F401 - each registers its pass
+from . import binarize, embeddings, heads, lowrank, quantize, recover, sparsify, structured  # noqa: F401 - each registers its pass
 from .passes import FLOAT_KINDS, PASSES, Pass
 
 
@@ -75,7 +81,7 @@ def _check_kinds(text: str, steps: list[Step]) -> None:
     available = dict.fromkeys(FLOAT_KINDS, "the model")
     for index, step in enumerate(steps):
         takes = [kind for kind in step.kind.makes if kind in available]
-        if not takes:
+        if step.kind.makes and not takes:
             wanted = next(iter(step.kind.makes))
             made = [earlier.text for earlier in steps[:index] if wanted in earlier.kind.makes]
             raise ValueError(f"recipe: {text!r}: {step.text!r} takes {wanted} layers, which "

@@ -10,7 +10,9 @@ updated).
             number in each block (the config holds one intermediate size). A neuron's importance
             is the L2 norm of its activation over the calibration data (the input of the down
             projection) times the norm of its column of the down projection; without data, the
-            norms of its rows of the up projections instead of its activation.
+            norms of its rows of the up projections instead of its activation. With data, the
+            down projection is then refitted by least squares to the neurons kept, so that it
+            reproduces on the calibration inputs what the whole layer gave.
 
 Blocks are found by name: BERT (intermediate.dense / output.dense, config.intermediate_size),
 GPT-2 (mlp.c_fc / mlp.c_proj, Conv1D, config.n_inner) and Llama (mlp.gate_proj, mlp.up_proj /
@@ -60,7 +62,7 @@ def neuron_importance(model: nn.Module, block: FFNBlock, activation_norms: torch
     return score
 
 
-def _sliced(module: nn.Module, keep: torch.Tensor, rows: bool) -> nn.Module:
+def sliced(module: nn.Module, keep: torch.Tensor, rows: bool) -> nn.Module:
     """`module` (nn.Linear or Conv1D) with only the output channels (rows=True) or input channels
     `keep`, as a new module of the same type."""
     weight = module.weight.detach()
@@ -80,37 +82,58 @@ def _sliced(module: nn.Module, keep: torch.Tensor, rows: bool) -> nn.Module:
     return new
 
 
-def prune_ffn(model: nn.Module, fraction: float, activation_norms: dict[str, torch.Tensor] | None = None,
-              show_progress: bool = False) -> list[str]:
-    """Removes `fraction` of every FFN block's neurons in place; returns the names of the layers
-    replaced. activation_norms: {down projection name: the L2 norm of each of its input channels}."""
+def compensated(weight: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The weight [out, len(keep)] on the kept input channels that best reproduces weight [out, in]
+    on all of them, in least squares over the inputs whose Gram matrix is `gram` [in, in]:
+    weight @ gram[:, keep] @ inverse(gram[keep, keep]), slightly damped (1% of the mean diagonal)."""
+    kept = gram[keep][:, keep].double()
+    kept = kept + 0.01 * kept.diagonal().mean().clamp_min(1e-12) * torch.eye(len(keep), dtype=kept.dtype,
+                                                                           device=kept.device)
+    cross = weight.double() @ gram[:, keep].double()
+    return torch.linalg.solve(kept, cross, left=False).to(weight.dtype)
+
+
+def set_input_weight(module: nn.Module, weight: torch.Tensor) -> None:
+    """Sets the weight [out, in] of an nn.Linear or Conv1D (stored [in, out])."""
+    with torch.no_grad():
+        module.weight.copy_(weight if isinstance(module, nn.Linear) else weight.T)
+
+
+def prune_ffn(model: nn.Module, fraction: float, grams: dict[str, torch.Tensor] | None = None,
+              show_progress: bool = False) -> None:
+    """Removes `fraction` of every FFN block's neurons in place. grams: {down projection name:
+    the Gram matrix of its inputs over calibration data}; with it, neurons are ranked by their
+    activations and the down projection is refitted to the neurons kept (compensated)."""
     if not 0 <= fraction < 1:
         raise ValueError(f"fraction: expected a share of neurons in [0, 1), got {fraction}")
     blocks = ffn_blocks(model)
     if not blocks:
         raise ValueError(f"model: no feed-forward block of a known family (BERT, GPT-2, Llama) in "
                          f"{type(model).__name__}")
-    replaced = []
     kept = None
     for block in progress(blocks, "ffn", show_progress):
-        score = neuron_importance(model, block, (activation_norms or {}).get(block.down))
+        gram = (grams or {}).get(block.down)
+        score = neuron_importance(model, block, None if gram is None else gram.diagonal().sqrt())
         kept = score.numel() - round(fraction * score.numel())
         keep = torch.sort(torch.topk(score, kept).indices).values
         for name in block.ups:
-            set_submodule(model, name, _sliced(model.get_submodule(name), keep, rows=True))
-        set_submodule(model, block.down, _sliced(model.get_submodule(block.down), keep, rows=False))
-        replaced += [*block.ups, block.down]
+            set_submodule(model, name, sliced(model.get_submodule(name), keep, rows=True))
+        down = sliced(model.get_submodule(block.down), keep, rows=False)
+        if gram is not None:
+            full = as_linear(model.get_submodule(block.down)).weight.detach()
+            set_input_weight(down, compensated(full, gram, keep))
+        set_submodule(model, block.down, down)
     config = getattr(model, "config", None)
     if config is not None:
         setattr(config, blocks[0].config_field, kept)
-    return replaced
 
 
 @register
 class PruneFFN(Pass):
     names = ("ffn",)
-    order = 5
+    order = 6
     makes = {LINEAR: LINEAR}
+    renames = True  # later passes see the pruned layers' inputs, which have changed
     repeated = "has two ffn steps"
 
     def parse(self, name: str, value: str) -> float:
@@ -123,17 +146,16 @@ class PruneFFN(Pass):
             raise ValueError(f"recipe: 'ffn' expects a share in [0, 1), got {share}")
         return share
 
-    def statistics(self, _):
-        return frozenset({"norm"})
+    # statistics(): none for every layer; run() collects the Gram matrices of the down projections only.
 
     def run(self, context: Context, share: float) -> None:
         downs = [block.down for block in ffn_blocks(context.model)]
-        norms = {}
+        grams = {}
         if context.calibration is not None:
-            context.collect(self.statistics(share), downs)
-            norms = {name: context.statistic("norm", name) for name in downs}
-        replaced = prune_ffn(context.model, share, norms, context.show_progress)
-        context.forget(replaced)
+            context.collect({"gram"}, downs)
+            grams = {name: context.statistic("gram", name) for name in downs}
+        prune_ffn(context.model, share, grams, context.show_progress)
+        context.forget()
 
 
 # The stack of Transformer blocks: BERT's encoder.layer, GPT-2's h, Llama's layers.

@@ -7,9 +7,12 @@ the same wherever the same Python runs and needs no download.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
+import sysconfig
+from pathlib import Path
 
 MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "contextlib", "csv", "datetime",
            "decimal", "difflib", "email.message", "fractions", "functools", "gzip", "heapq", "http.client",
@@ -40,14 +43,42 @@ def _docstrings(module_name: str):
         yield inspect.getdoc(member)
 
 
+def _prose(doc: str | None):
+    for paragraph in (doc or "").split("\n\n"):
+        for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
+            if _is_prose(sentence):
+                yield sentence
+
+
 def sentences(limit: int = 512) -> list[str]:
     """Up to `limit` distinct prose sentences, in a fixed order."""
     found: dict[str, None] = {}
     for module_name in MODULES:
         for doc in _docstrings(module_name):
-            for paragraph in (doc or "").split("\n\n"):
-                for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
-                    if _is_prose(sentence):
+            for sentence in _prose(doc):
+                found.setdefault(sentence)
+                if len(found) == limit:
+                    return list(found)
+    return list(found)
+
+
+def training_sentences(limit: int | None = None) -> list[str]:
+    """Prose sentences of the docstrings in the standard library's source (read, not imported),
+    none of which sentences() can return: text to train on, kept apart from the text evaluated on."""
+    held_out = set(sentences(10**9))
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found: dict[str, None] = {}
+    for path in sorted(root.rglob("*.py")):
+        if any(part in ("test", "tests", "idle_test", "site-packages") for part in path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sentence in _prose(ast.get_docstring(node)):
+                    if sentence not in held_out:
                         found.setdefault(sentence)
                         if len(found) == limit:
                             return list(found)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import sys
 import warnings
 from pathlib import Path
@@ -37,10 +38,24 @@ def _quantize_dynamic(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def with_starting_points(recipes: list[str]) -> list[str]:
+    """The recipes, each one that distills preceded by the same recipe without distillation (the
+    fidelity before recovery), unless it is asked for already."""
+    listed = []
+    for recipe in recipes:
+        plan = parse_recipe(recipe)  # every recipe checked before any work starts
+        if "distill" in plan.names():
+            before = "+".join(step.text for step in plan.steps if step.name != "distill")
+            if before and before not in recipes and before not in listed:
+                listed.append(before)
+        if recipe not in listed:
+            listed.append(recipe)
+    return listed
+
+
 def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: int, batch_size: int = 32,
         tokens: int = 128) -> dict:
-    for recipe in recipes:
-        parse_recipe(recipe)  # every recipe checked before any work starts
+    recipes = with_starting_points(recipes)
     model_name = Path(model_dir).name if model_dir else "all-MiniLM-L6-v2"
     model_dir = Path(model_dir) if model_dir else hf.default_model_dir()
     out_dir = Path(out)
@@ -54,6 +69,12 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
     evaluate, calibrate = texts[:EVALUATE], texts[EVALUATE:]
     eval_batches = [hf.tokenize(tokenizer, evaluate[i:i + batch_size], device) for i in range(0, len(evaluate), batch_size)]
     calibration = [hf.tokenize(tokenizer, calibrate[i:i + batch_size], device) for i in range(0, len(calibrate), batch_size)]
+    training = None
+    if any("distill" in parse_recipe(recipe).names() for recipe in recipes):
+        train = corpus.training_sentences()
+        random.Random(0).shuffle(train)  # batches mixing the modules' documentation
+        training = [hf.tokenize(tokenizer, train[i:i + batch_size], device) for i in range(0, len(train), batch_size)]
+        log(f"distillation trains on {len(train)} other sentences of the standard library's documentation")
     timed_batch = hf.tokenize(tokenizer, (evaluate * 2)[:batch_size], device, tokens, pad_to_max=True)
     query = query_sentence(evaluate)
     query_batch = hf.tokenize(tokenizer, [query], device)
@@ -67,7 +88,7 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
         sizes[BASELINE] = os.path.getsize(out_dir / "quantize_dynamic.pt")
     for recipe in recipes:
         log(f"compressing with {recipe}")
-        compressed = compress(copy.deepcopy(float_model), recipe, calibration=calibration)
+        compressed = compress(copy.deepcopy(float_model), recipe, calibration=calibration, training=training)
         sizes[recipe] = _saved_size(compressed, out_dir / f"{_file_name(recipe)}.safetensors")
         models[recipe] = compressed
 

@@ -1,0 +1,158 @@
+"""distill(student, teacher, batches, steps): recovery of a compressed model by knowledge
+distillation from its float original, on the CPU.
+
+The student's kernel modules are swapped for their training layers (prunq.compress.trainable:
+int8 rounding, sparse masks and binary signs with straight-through gradients), its float
+parameters are trained with AdamW to match the teacher on the batches (cycled), and the training
+layers are converted back to the kernel modules, so the student is the same kind of compressed
+model as before, with better weights. Dropout stays off: the student learns the teacher's
+function, not the task's noise. Embedding tables stay fixed (most of their rows would see no
+token of the training text).
+
+Loss terms, named in `losses` with their weights (prunq.compress.losses):
+    "soft"       soft_target_loss of the logits, temperature 2 (models with logits)
+    "embedding"  embedding_loss (1 - cosine) of the mean-pooled last hidden states (over the
+                 tokens of attention_mask): a sentence-embedding model's output
+    "hidden"     feature_loss (MSE) of the last hidden states
+Default: {"soft": 1} for models with logits, else {"embedding": 1, "hidden": 1}. `losses` may
+also be a function (student_output, teacher_output, batch) -> loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .convert import convert
+from .passes import Context, Pass, register
+from .losses import embedding_loss, feature_loss, soft_target_loss
+from .progress import progress
+from .trainable import trainable
+
+TERMS = ("soft", "embedding", "hidden")
+DEFAULT_STEPS = 400
+
+
+def _call(model: nn.Module, batch):
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, torch.Tensor):
+        return model(batch)
+    raise TypeError(f"batches: expected dicts of model arguments or tensors, got {type(batch).__name__}")
+
+
+def _pooled(hidden: torch.Tensor, batch) -> torch.Tensor:
+    mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+    if mask is None:
+        return hidden.mean(1)
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def _term(name: str, student, teacher, batch) -> torch.Tensor:
+    if name == "soft":
+        return soft_target_loss(student.logits, teacher.logits)
+    if name == "embedding":
+        return embedding_loss(_pooled(student.last_hidden_state, batch), _pooled(teacher.last_hidden_state, batch))
+    return feature_loss(student.last_hidden_state, teacher.last_hidden_state)
+
+
+def loss_terms(losses: dict[str, float] | Callable | None, teacher_output) -> dict[str, float] | Callable:
+    """`losses` checked against the teacher's output, the default filled in (see the module's
+    docstring)."""
+    if callable(losses):
+        return losses
+    if losses is None:
+        losses = {"soft": 1.0} if hasattr(teacher_output, "logits") else {"embedding": 1.0, "hidden": 1.0}
+    if not isinstance(losses, dict) or not losses or any(name not in TERMS for name in losses):
+        raise ValueError(f"losses: expected weights of {', '.join(TERMS)} (e.g. {{'embedding': 1.0}}) or a "
+                         f"function, got {losses!r}")
+    for name in losses:
+        field = "logits" if name == "soft" else "last_hidden_state"
+        if getattr(teacher_output, field, None) is None:
+            raise ValueError(f"losses: {name!r} needs the model's {field}, which its output lacks")
+    return losses
+
+
+def _loss(terms: dict[str, float] | Callable, student, teacher, batch) -> torch.Tensor:
+    if callable(terms):
+        return terms(student, teacher, batch)
+    return sum(weight * _term(name, student, teacher, batch) for name, weight in terms.items())
+
+
+def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = 5e-5,
+            losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
+    """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
+    input tensors, cycled) for `steps` AdamW steps, the learning rate falling linearly from `lr`
+    to 0; returns the loss of
+    each step. The student keeps its kernel modules (and its compression record)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive number of training steps, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: no training batches")
+    teacher.eval()
+    with torch.no_grad():
+        terms = loss_terms(losses, _call(teacher, batches[0]))
+    was_training = student.training
+    trainable(student).eval()
+    frozen = {id(p) for m in student.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    parameters = [p for p in student.parameters() if p.requires_grad and id(p) not in frozen]
+    if not parameters:
+        convert_back(student, was_training)
+        raise ValueError("student: has no float parameters to train")
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # linear decay to 0
+    history = []
+    try:
+        with torch.enable_grad():
+            for step in progress(range(steps), "distill", show_progress, unit="step"):
+                batch = batches[step % len(batches)]
+                with torch.no_grad():
+                    target = _call(teacher, batch)
+                loss = _loss(terms, _call(student, batch), target, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                history.append(loss.item())
+    finally:
+        convert_back(student, was_training)
+    return history
+
+
+def convert_back(student: nn.Module, was_training: bool) -> None:
+    """The training layers back to kernel modules, the student in the mode it came in."""
+    if any(hasattr(module, "converted") for module in student.modules()):
+        convert(student)
+    for parameter in student.parameters():
+        parameter.grad = None
+    student.train(was_training)
+
+
+@register
+class Distill(Pass):
+    """Recipe suffix "+distill[:steps]": after every other step, the compressed model is trained
+    against the float model it came from on compress()'s training= batches."""
+
+    names = ("distill",)
+    order = 100
+    makes = {}  # changes weights, not layers
+    repeated = "has two distill steps"
+
+    def parse(self, name: str, value: str) -> int:
+        try:
+            steps = int(value) if value else DEFAULT_STEPS
+        except ValueError:
+            raise ValueError(f"recipe: 'distill' takes a number of training steps, e.g. distill:400, "
+                             f"got {name}:{value}") from None
+        if steps < 1:
+            raise ValueError(f"recipe: 'distill' expects at least one training step, got {steps}")
+        return steps
+
+    def run(self, context: Context, steps: int) -> None:
+        distill(context.model, context.teacher, context.training, steps, show_progress=context.show_progress)

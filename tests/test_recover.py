@@ -1,0 +1,95 @@
+"""Recovery by distillation: the training forms of the kernel modules, the training loop, and the
++distill recipe."""
+
+import copy
+
+import pytest
+import torch
+
+import prunq
+from prunq.compress.recover import distill
+from prunq.compress.trainable import TrainingNorm, trainable
+from prunq.nn import AddLayerNorm, BinaryLinear, CSRLinear, Int8Linear, Sparse24Linear
+
+from .models import cosine, run, tiny_model
+
+IDS = torch.randint(0, 100, (4, 9), generator=torch.Generator().manual_seed(3))
+TRAINING = [{"input_ids": torch.randint(0, 100, (4, 9), generator=torch.Generator().manual_seed(s))} for s in range(4)]
+
+
+@pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "2:4+int8", "2:4", "csr:0.6+int8", "csr:0.8",
+                                    "binary:connect", "lowrank:0.5+int8", "heads:0.25+ffn:0.25+int8+emb8"])
+def test_the_training_form_computes_what_the_kernels_compute(recipe):
+    model = prunq.compress(tiny_model("bert"), recipe, calibration=TRAINING, show_progress=False)
+    expected = run(model, IDS)
+    trained = trainable(copy.deepcopy(model))
+    assert not any(isinstance(m, (Int8Linear, Sparse24Linear, CSRLinear, BinaryLinear)) for m in trained.modules())
+    norms = [m for m in trained.modules() if isinstance(m, TrainingNorm)]
+    assert len(norms) == sum(isinstance(m, AddLayerNorm) for m in trained.modules()) > 0
+    torch.testing.assert_close(run(trained, IDS), expected, atol=2e-4, rtol=1e-3)
+    back = prunq.compress.convert(trained)
+    torch.testing.assert_close(run(back, IDS), expected, atol=2e-4, rtol=1e-3)
+    assert [type(m) for m in back.modules()] == [type(m) for m in model.modules()]
+
+
+def test_the_training_form_of_an_xnor_layer_computes_what_it_computes():
+    # Layer by layer: through a whole model, an input within rounding of zero may take either sign.
+    layer = BinaryLinear.from_linear(torch.nn.Linear(70, 20))
+    x = torch.randn(5, 70)
+    trained = trainable(torch.nn.Sequential(layer))[0]
+    torch.testing.assert_close(trained(x), layer(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(prunq.compress.convert(trained)(x), layer(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,recipe", [("bert", "heads:0.5+ffn:0.5+int8"), ("gpt2", "2:4+int8"),
+                                         ("llama", "lowrank:0.5")])
+def test_distillation_lowers_the_loss_it_optimises_and_keeps_the_kernels(kind, recipe):
+    teacher = tiny_model(kind)
+    student = prunq.compress(copy.deepcopy(teacher), recipe, calibration=TRAINING, show_progress=False)
+    types = [type(m) for m in student.modules()]
+    before = cosine(run(student, IDS), run(teacher, IDS))
+    losses = distill(student, teacher, TRAINING, steps=40, lr=1e-3, show_progress=False)
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4])
+    assert [type(m) for m in student.modules()] == types and not student.training
+    assert all(p.grad is None for p in student.parameters())
+    assert cosine(run(student, IDS), run(teacher, IDS)) > before
+
+
+def test_sparse_patterns_stay_fixed():
+    teacher = tiny_model("bert")
+    student = prunq.compress(copy.deepcopy(teacher), "2:4+int8", show_progress=False)
+    layer = student.encoder.layer[0].intermediate.dense
+    meta, values = layer.meta.clone(), layer.values.clone()
+    distill(student, teacher, TRAINING, steps=5, lr=1e-2, show_progress=False)
+    kept = student.encoder.layer[0].intermediate.dense
+    dense_before = prunq.formats.sparse24.unpack(values, meta, kept.in_features) != 0
+    dense_after = prunq.formats.sparse24.unpack(kept.values, kept.meta, kept.in_features) != 0
+    assert not (dense_after & ~dense_before).any()
+    assert not torch.equal(kept.values, values)  # trained
+
+
+def test_the_distill_recipe_trains_after_the_other_steps():
+    teacher = tiny_model("gpt2")
+    plain = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8", show_progress=False)
+    recovered = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8+distill:30", training=TRAINING,
+                               show_progress=False)
+    assert recovered.prunq_compression["recipe"] == "ffn:0.5+int8+distill:30"
+    assert cosine(run(recovered, IDS), run(teacher, IDS)) > cosine(run(plain, IDS), run(teacher, IDS))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m, t: prunq.compress(m, "int8+distill"), "training= batches"),
+    (lambda m, t: prunq.compress(m, "int8+distill:0", training=TRAINING), "at least one training step"),
+    (lambda m, t: prunq.compress(m, "int8+distill:many", training=TRAINING), "number of training steps"),
+    (lambda m, t: distill(m, t, TRAINING, steps=0), "steps"),
+    (lambda m, t: distill(m, t, [], steps=1), "no training batches"),
+    (lambda m, t: distill(m, t, TRAINING, steps=1, losses={"soft": 1.0}), "needs the model's logits"),
+    (lambda m, t: distill(m, t, TRAINING, steps=1, losses={"kl": 1.0}), "losses: expected"),
+])
+def test_bad_distillation_requests_leave_the_model_untouched(call, message):
+    teacher = tiny_model("bert")
+    model = copy.deepcopy(teacher)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        call(model, teacher)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
