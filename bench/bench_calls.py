@@ -27,7 +27,7 @@ import prunq
 from prunq import _native
 from prunq.formats import csr as csr_format
 from prunq.formats.int8 import quantize_weight
-from prunq.nn import AddLayerNorm, AddRMSNorm, BinaryLinear, CSRLinear, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, BinaryLinear, CSRLinear, Int4Embedding, Int8Embedding, Int8Linear, LowRankLinear, Sparse24Linear
 from prunq.ops.int8_gemm import quantize_per_token_ref
 
 from .harness import Table, machine_description
@@ -112,6 +112,9 @@ def cases() -> list[tuple[str, str, Callable[[], Callable], Callable]]:
          lambda: wide(x)),
         ("Int8Embedding", "nn.Embedding",
          lambda: (lambda m: lambda: m(token))(Int8Embedding.from_embedding(embedding)),
+         lambda: embedding(token)),
+        ("Int4Embedding", "nn.Embedding",
+         lambda: (lambda m: lambda: m(token))(Int4Embedding.from_embedding(embedding)),
          lambda: embedding(token)),
         ("sparse24_linear op", "F.linear fp32",
          lambda: lambda: prunq.ops.sparse24_linear(x, values, meta, linear.bias),

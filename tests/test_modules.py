@@ -228,6 +228,10 @@ def test_int4_embedding_is_within_half_a_step_of_its_group(dim):
     copy.load_state_dict(quantized.state_dict())
     assert torch.equal(copy(ids), got) and "4-bit" in repr(copy)
     assert quantized.w_packed.numel() == 50 * ((dim + 1) // 2)
+    strided = torch.tensor([[0, 7], [3, 7], [49, 1]]).t()  # not contiguous: torch ops, not the native gather
+    assert torch.equal(quantized(strided), got)
+    with pytest.raises(IndexError):
+        quantized(torch.tensor([50]))
     assert quantized.half()(ids).dtype == torch.float16 and quantized.w_scale.dtype == torch.float16
     with pytest.raises(ValueError, match="max_norm"):
         Int4Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))

@@ -120,33 +120,6 @@ void int8_gemm(const Int8GemmArgs& a) {
   run_for(family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2), PRUNQ_X86_ONLY(int8_gemm_avx512));
 }
 
-namespace {
-template <class O>
-void gather_rows_typed(const int64_t* ids, int64_t count, const int8_t* w, const float* scale, int64_t dim, O* out,
-                       int num_threads) {
-  parallel_for(count, num_threads, 1 + (int64_t(1) << 15) / std::max<int64_t>(dim, 1), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const int8_t* row = w + ids[i] * dim;
-      const float s = scale[ids[i]];
-      for (int64_t j = 0; j < dim; ++j) out[i * dim + j] = from_float<O>(float(row[j]) * s);
-    }
-  });
-}
-}  // namespace
-
-void gather_dequantize_rows(const int64_t* ids, int64_t count, const int8_t* w, const float* scale, int64_t rows,
-                            int64_t dim, void* out, DType out_dtype, int num_threads) {
-  for (int64_t i = 0; i < count; ++i)
-    if (ids[i] < 0 || ids[i] >= rows)
-      throw std::out_of_range("ids: " + std::to_string(ids[i]) + " is outside the table of " + std::to_string(rows) +
-                              " rows");
-  switch (out_dtype) {
-    case DType::f32: return gather_rows_typed(ids, count, w, scale, dim, static_cast<float*>(out), num_threads);
-    case DType::bf16: return gather_rows_typed(ids, count, w, scale, dim, static_cast<bf16*>(out), num_threads);
-    case DType::f16: return gather_rows_typed(ids, count, w, scale, dim, static_cast<f16*>(out), num_threads);
-  }
-}
-
 void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                        const Int8GemmArgs& a) {
 #if PRUNQ_X86

@@ -71,12 +71,6 @@ const char* packed_gemm_instruction();
 // Whether int8_weight_only_gemm reads the VNNI packing of w for x of `dtype` here.
 bool weight_only_packed_available(DType dtype);
 
-// out[i, :] = w[ids[i], :] * scale[ids[i]]: rows of an int8 table with one scale per row (an
-// embedding lookup), out in out_dtype. Throws std::out_of_range naming the first id outside
-// [0, rows) before writing anything.
-void gather_dequantize_rows(const int64_t* ids, int64_t count, const int8_t* w, const float* scale, int64_t rows,
-                            int64_t dim, void* out, DType out_dtype, int num_threads);
-
 // Dispatch on the active instruction set (cpu_features.h). int8_gemm with a packed w needs
 // packed_gemm_available().
 void quantize_per_token(const QuantizeArgs& args);

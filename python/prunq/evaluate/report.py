@@ -16,12 +16,13 @@ def print_table(report: dict) -> None:
     print(f"\n{report['model']} on {report['device']} ({report['threads']} threads); latency at batch {batch} x "
           f"{tokens} tokens (median of {report['runs']}) and of one query of {query['tokens']} tokens (batch 1, "
           f"median of {query['runs']}); fidelity over {report['sentences']} sentences against fp32\n")
-    header = f"{'model':<18} {'size MB':>8} {'batch ms':>9} {'vs fp32':>8} {'vs qdyn':>8} {'query ms':>9} " \
+    width = max(18, *(len(row["name"]) for row in report["rows"]))
+    header = f"{'model':<{width}} {'size MB':>8} {'batch ms':>9} {'vs fp32':>8} {'vs qdyn':>8} {'query ms':>9} " \
              f"{'vs fp32':>8} {'vs qdyn':>8} {'cos mean':>9} {'cos min':>8} {'NN agree':>9}"
     print(header)
     print("-" * len(header))
     for row in report["rows"]:
-        print(f"{row['name']:<18} {row['size_bytes'] / 1e6:>8.1f} {row['latency_s'] * 1e3:>9.1f} "
+        print(f"{row['name']:<{width}} {row['size_bytes'] / 1e6:>8.1f} {row['latency_s'] * 1e3:>9.1f} "
               f"{_ratio(row['speedup_vs_fp32']):>8} {_ratio(row['speedup_vs_quantize_dynamic']):>8} "
               f"{row['query_latency_s'] * 1e3:>9.2f} {_ratio(row['query_speedup_vs_fp32']):>8} "
               f"{_ratio(row['query_speedup_vs_quantize_dynamic']):>8} {row['cosine_mean']:>9.4f} "

@@ -4,8 +4,7 @@ scale per group of GROUP consecutive columns of a row.
 An eighth of the fp32 table plus the scales (all-MiniLM-L6-v2's word embeddings: 6.6 MB against
 46.9 MB): for a small encoder the table is most of the file even at int8. One scale per row is
 too coarse at 4 bits (the rows have outlier columns); per group of 32 the embeddings keep cosine
-0.996 on real text. A lookup gathers the packed rows and unpacks them with torch ops: the table
-is read only at the ids asked for, so the lookup costs little beside the layers.
+0.996 on real text. An eager CPU lookup is one native gather; other calls unpack with torch ops.
 """
 
 from __future__ import annotations
@@ -13,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .. import _native
+from ..ops import _eager
 
 GROUP = 32
 LEVELS = 7  # values -7..7, stored + 8 in a nibble (low nibble first)
@@ -61,7 +63,16 @@ class Int4Embedding(nn.Module):
         return self
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        packed = F.embedding(ids, self.w_packed)
+        w, scale = self.w_packed, self.w_scale
+        if (_eager.direct(ids, w, scale) and ids.dtype == torch.int64 and ids.is_contiguous() and w.is_cpu
+                and scale.is_cpu and w.is_contiguous() and scale.is_contiguous() and scale.dtype == torch.float16
+                and self.out_dtype in _eager.DTYPE_CODES):
+            out = torch.empty((*ids.shape, self.embedding_dim), dtype=self.out_dtype)
+            _native.C.gather_dequantize_rows_int4(ids.data_ptr(), ids.numel(), w.data_ptr(), scale.data_ptr(),
+                                                  w.shape[0], self.embedding_dim, GROUP, out.data_ptr(),
+                                                  _eager.DTYPE_CODES[self.out_dtype], torch.get_num_threads())
+            return out
+        packed = F.embedding(ids, w)
         values = torch.stack([packed & 15, packed >> 4], dim=-1).flatten(-2)[..., :self.embedding_dim]
         scale = F.embedding(ids, self.w_scale).repeat_interleave(GROUP, dim=-1)[..., :self.embedding_dim]
         return ((values.to(torch.int16) - 8).to(torch.float32) * scale.float()).to(self.out_dtype)
