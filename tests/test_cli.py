@@ -38,7 +38,7 @@ def test_compress_on_the_real_minilm(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     rows = {row["name"]: row for row in report["rows"]}
     assert list(rows) == ["fp32", "quantize_dynamic", "int8+emb8", "ffn:0.25", "ffn:0.25+distill:3"]
-    assert rows["ffn:0.25+distill:3"]["size_bytes"] == rows["ffn:0.25"]["size_bytes"]
+    assert rows["ffn:0.25+distill:3"]["size_bytes"] == pytest.approx(rows["ffn:0.25"]["size_bytes"], abs=100)
     assert rows["fp32"]["cosine_mean"] == pytest.approx(1.0) and rows["fp32"]["neighbour_agreement"] == 1.0
     assert rows["int8+emb8"]["cosine_mean"] > 0.99
     assert rows["int8+emb8"]["size_bytes"] < 0.3 * rows["fp32"]["size_bytes"]
