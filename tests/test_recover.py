@@ -71,9 +71,9 @@ def test_sparse_patterns_stay_fixed():
 def test_the_distill_recipe_trains_after_the_other_steps():
     teacher = tiny_model("gpt2")
     plain = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8", show_progress=False)
-    recovered = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8+distill:30", training=TRAINING,
+    recovered = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8+distill:30:1e-3", training=TRAINING,
                                show_progress=False)
-    assert recovered.prunq_compression["recipe"] == "ffn:0.5+int8+distill:30"
+    assert recovered.prunq_compression["recipe"] == "ffn:0.5+int8+distill:30:1e-3"
     assert cosine(run(recovered, IDS), run(teacher, IDS)) > cosine(run(plain, IDS), run(teacher, IDS))
 
 
@@ -81,6 +81,8 @@ def test_the_distill_recipe_trains_after_the_other_steps():
     (lambda m, t: prunq.compress(m, "int8+distill"), "training= batches"),
     (lambda m, t: prunq.compress(m, "int8+distill:0", training=TRAINING), "at least one training step"),
     (lambda m, t: prunq.compress(m, "int8+distill:many", training=TRAINING), "number of training steps"),
+    (lambda m, t: prunq.compress(m, "int8+distill:5:fast", training=TRAINING), "learning rate"),
+    (lambda m, t: prunq.compress(m, "int8+distill:5:-1e-4", training=TRAINING), "positive learning rate"),
     (lambda m, t: distill(m, t, TRAINING, steps=0), "steps"),
     (lambda m, t: distill(m, t, [], steps=1), "no training batches"),
     (lambda m, t: distill(m, t, TRAINING, steps=1, losses={"soft": 1.0}), "needs the model's logits"),

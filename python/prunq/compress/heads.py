@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .passes import LINEAR, Context, Pass, register
-from .structured import compensated, layer_stack, set_input_weight, sliced
+from .passes import Context, register
+from .structured import SharePass, compensated, layer_stack, set_input_weight, sliced
 from .swap import as_linear, set_submodule
 
 
@@ -189,22 +189,11 @@ def restore_heads(model: nn.Module) -> nn.Module:
 
 
 @register
-class PruneHeads(Pass):
+class PruneHeads(SharePass):
     names = ("heads",)
     order = 5
-    makes = {LINEAR: LINEAR}
-    renames = True  # later passes see the pruned layers' inputs, which have changed
     repeated = "has two heads steps"
-
-    def parse(self, name: str, value: str) -> float:
-        try:
-            share = float(value)
-        except ValueError:
-            raise ValueError(f"recipe: 'heads' expects the share of heads to remove after ':', e.g. heads:0.25, "
-                             f"got {name}:{value}") from None
-        if not 0 <= share < 1:
-            raise ValueError(f"recipe: 'heads' expects a share in [0, 1), got {share}")
-        return share
+    parts = "heads"
 
     # statistics(): none for every layer; run() collects the Gram matrices of the attention layers only.
 

@@ -18,8 +18,9 @@
                        "binary:connect" binarizes the weights only (BinaryConnect); with include=
                        patterns, the layers they name
 
-    +distill[:S]       after the other steps, S training steps (default 400) of distillation from
-                       the float model on compress()'s training= batches (prunq.compress.recover)
+    +distill[:S[:LR]]  after the other steps, S training steps (default 400; learning rate LR,
+                       default 1e-4) of distillation from the float model on compress()'s
+                       training= batches (prunq.compress.recover)
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their
 canonical order whatever order the steps are written in, and compose where a kernel runs the

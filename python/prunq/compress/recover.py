@@ -32,7 +32,7 @@ from .progress import progress
 from .trainable import trainable
 
 TERMS = ("soft", "embedding", "hidden")
-DEFAULT_STEPS = 400
+DEFAULT_STEPS, DEFAULT_LR = 400, 1e-4
 
 
 def _call(model: nn.Module, batch):
@@ -82,7 +82,7 @@ def _loss(terms: dict[str, float] | Callable, student, teacher, batch) -> torch.
     return sum(weight * _term(name, student, teacher, batch) for name, weight in terms.items())
 
 
-def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = 5e-5,
+def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = DEFAULT_LR,
             losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
     """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
     input tensors, cycled) for `steps` AdamW steps, the learning rate falling linearly from `lr`
@@ -136,23 +136,27 @@ def convert_back(student: nn.Module, was_training: bool) -> None:
 
 @register
 class Distill(Pass):
-    """Recipe suffix "+distill[:steps]": after every other step, the compressed model is trained
-    against the float model it came from on compress()'s training= batches."""
+    """Recipe suffix "+distill[:steps[:lr]]": after every other step, the compressed model is
+    trained against the float model it came from on compress()'s training= batches."""
 
     names = ("distill",)
     order = 100
     makes = {}  # changes weights, not layers
     repeated = "has two distill steps"
 
-    def parse(self, name: str, value: str) -> int:
+    def parse(self, name: str, value: str) -> tuple[int, float]:
+        steps, _, lr = value.partition(":")
         try:
-            steps = int(value) if value else DEFAULT_STEPS
+            steps, lr = int(steps) if steps else DEFAULT_STEPS, float(lr) if lr else DEFAULT_LR
         except ValueError:
-            raise ValueError(f"recipe: 'distill' takes a number of training steps, e.g. distill:400, "
-                             f"got {name}:{value}") from None
+            raise ValueError(f"recipe: 'distill' takes a number of training steps and optionally a learning rate, "
+                             f"e.g. distill:400 or distill:200:2e-5, got {name}:{value}") from None
         if steps < 1:
             raise ValueError(f"recipe: 'distill' expects at least one training step, got {steps}")
-        return steps
+        if not lr > 0:
+            raise ValueError(f"recipe: 'distill' expects a positive learning rate, got {lr}")
+        return steps, lr
 
-    def run(self, context: Context, steps: int) -> None:
-        distill(context.model, context.teacher, context.training, steps, show_progress=context.show_progress)
+    def run(self, context: Context, schedule: tuple[int, float]) -> None:
+        steps, lr = schedule
+        distill(context.model, context.teacher, context.training, steps, lr, show_progress=context.show_progress)

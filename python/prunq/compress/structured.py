@@ -128,23 +128,31 @@ def prune_ffn(model: nn.Module, fraction: float, grams: dict[str, torch.Tensor] 
         setattr(config, blocks[0].config_field, kept)
 
 
-@register
-class PruneFFN(Pass):
-    names = ("ffn",)
-    order = 6
+class SharePass(Pass):
+    """A structured-pruning step whose argument is the share of some part of the model removed
+    (heads:F, ffn:F)."""
+
     makes = {LINEAR: LINEAR}
     renames = True  # later passes see the pruned layers' inputs, which have changed
-    repeated = "has two ffn steps"
+    parts = ""      # what is removed, for the errors
 
     def parse(self, name: str, value: str) -> float:
         try:
             share = float(value)
         except ValueError:
-            raise ValueError(f"recipe: 'ffn' expects the share of neurons to remove after ':', e.g. ffn:0.3, "
-                             f"got {name}:{value}") from None
+            raise ValueError(f"recipe: {name!r} expects the share of {self.parts} to remove after ':', e.g. "
+                             f"{name}:0.25, got {name}:{value}") from None
         if not 0 <= share < 1:
-            raise ValueError(f"recipe: 'ffn' expects a share in [0, 1), got {share}")
+            raise ValueError(f"recipe: {name!r} expects a share in [0, 1), got {share}")
         return share
+
+
+@register
+class PruneFFN(SharePass):
+    names = ("ffn",)
+    order = 6
+    repeated = "has two ffn steps"
+    parts = "neurons"
 
     # statistics(): none for every layer; run() collects the Gram matrices of the down projections only.
 

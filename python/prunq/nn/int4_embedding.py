@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from .. import _native
 from ..ops import _eager
+from .int8_embedding import check_embedding
 
 GROUP = 32
 LEVELS = 7  # values -7..7, stored + 8 in a nibble (low nibble first)
@@ -36,10 +37,7 @@ class Int4Embedding(nn.Module):
 
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding) -> Int4Embedding:
-        if not isinstance(embedding, nn.Embedding):
-            raise TypeError(f"embedding: expected an nn.Embedding, got {type(embedding).__name__}")
-        if embedding.max_norm is not None:
-            raise ValueError("embedding: max_norm renormalises rows on lookup, which a 4-bit table cannot do")
+        check_embedding(embedding)
         module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, embedding.weight.device)
         w = embedding.weight.detach().float()
         groups = F.pad(w, (0, module.w_scale.shape[1] * GROUP - w.shape[1])).reshape(w.shape[0], -1, GROUP)

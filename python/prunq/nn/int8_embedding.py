@@ -18,6 +18,14 @@ from ..formats.int8 import quantize_weight
 from ..ops import _eager
 
 
+def check_embedding(embedding: nn.Embedding) -> None:
+    """What a quantized table can stand in for."""
+    if not isinstance(embedding, nn.Embedding):
+        raise TypeError(f"embedding: expected an nn.Embedding, got {type(embedding).__name__}")
+    if embedding.max_norm is not None:
+        raise ValueError("embedding: max_norm renormalises rows on lookup, which a quantized table cannot do")
+
+
 class Int8Embedding(nn.Module):
     """out = w_q[ids] * w_scale[ids, None], in the dtype of w_scale (float32 unless the model is
     cast). state_dict: w_q [num_embeddings, embedding_dim] int8, w_scale [num_embeddings]."""
@@ -30,10 +38,7 @@ class Int8Embedding(nn.Module):
 
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
-        if not isinstance(embedding, nn.Embedding):
-            raise TypeError(f"embedding: expected an nn.Embedding, got {type(embedding).__name__}")
-        if embedding.max_norm is not None:
-            raise ValueError("embedding: max_norm renormalises rows on lookup, which an int8 table cannot do")
+        check_embedding(embedding)
         module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, embedding.weight.device)
         w_q, w_scale = quantize_weight(embedding.weight.float())
         module.w_q.copy_(w_q)
