@@ -95,3 +95,12 @@ def test_bad_distillation_requests_leave_the_model_untouched(call, message):
     with pytest.raises(ValueError, match=message):
         call(model, teacher)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_distilled_model_round_trips_through_prunq_save(tmp_path):
+    teacher = tiny_model("llama")
+    student = prunq.compress(copy.deepcopy(teacher), "heads:0.25+csr:0.8+int8+emb4+distill:5:1e-3", training=TRAINING,
+                             show_progress=False)
+    prunq.save(student, tmp_path / "m.safetensors")
+    loaded = prunq.load(tmp_path / "m.safetensors", type(teacher)(student.config).eval())
+    assert torch.equal(run(loaded, IDS), run(student, IDS))

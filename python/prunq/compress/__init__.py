@@ -23,13 +23,12 @@ from .convert import convert
 from .recover import distill
 from .fuse_norms import fuse_norms
 from .heads import restore_heads
-from .passes import EMBEDDING, LINEAR, Context
+from .passes import EMBEDDING, LINEAR, RECORD, Context
 from .prune import prune
 from .qat import prepare_qat
 from .recipe import Recipe, parse_recipe
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
-RECORD = "prunq_compression"
 
 
 def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None, *,

@@ -23,6 +23,7 @@ SPARSE24, CSR, BINARY = "2:4 linear", "csr linear", "binary linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
 PASSES: dict[str, Pass] = {}
+RECORD = "prunq_compression"  # the attribute of a compressed model that records what was done
 
 
 class Pass:

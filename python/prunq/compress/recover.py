@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .convert import convert
-from .passes import Context, Pass, register
+from .passes import RECORD, Context, Pass, register
 from .losses import embedding_loss, feature_loss, soft_target_loss
 from .progress import progress
 from .trainable import trainable
@@ -86,8 +86,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
             losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
     """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
     input tensors, cycled) for `steps` AdamW steps, the learning rate falling linearly from `lr`
-    to 0; returns the loss of
-    each step. The student keeps its kernel modules (and its compression record)."""
+    to 0; returns the loss of each step. The student keeps its kernel modules (and its
+    compression record)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive number of training steps, got {steps!r}")
     if not lr > 0:
@@ -126,12 +126,21 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
 
 
 def convert_back(student: nn.Module, was_training: bool) -> None:
-    """The training layers back to kernel modules, the student in the mode it came in."""
+    """The training layers back to kernel modules, the student in the mode it came in, its
+    compression record describing them (a CSR layer's count of non-zeros may have changed)."""
     if any(hasattr(module, "converted") for module in student.modules()):
         convert(student)
+    record = getattr(student, RECORD, None)
+    if record is not None:
+        refresh_configs(student, record["modules"])
     for parameter in student.parameters():
         parameter.grad = None
     student.train(was_training)
+
+
+def refresh_configs(model: nn.Module, configs: dict[str, dict]) -> None:
+    for name in configs:
+        configs[name] = model.get_submodule(name).config()
 
 
 @register
@@ -160,3 +169,4 @@ class Distill(Pass):
     def run(self, context: Context, schedule: tuple[int, float]) -> None:
         steps, lr = schedule
         distill(context.model, context.teacher, context.training, steps, lr, show_progress=context.show_progress)
+        refresh_configs(context.model, context.modules)
