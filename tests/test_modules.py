@@ -248,6 +248,20 @@ def test_low_rank_linear_at_full_rank_is_the_linear():
         LowRankLinear(30, 20, rank=21)
 
 
+@pytest.mark.parametrize("with_gram", [False, True])
+def test_an_exactly_rank_r_weight_is_reconstructed_at_rank_r(with_gram):
+    torch.manual_seed(0)
+    linear = nn.Linear(40, 24)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(24, 5) @ torch.randn(5, 40))
+    x = torch.randn(64, 40)
+    gram = (x.T @ x / 64).double() if with_gram else None
+    factored = LowRankLinear.from_linear(linear, rank=5, input_gram=gram)
+    torch.testing.assert_close(factored(x), linear(x), rtol=1e-4, atol=1e-4)
+    truncated = LowRankLinear.from_linear(linear, rank=4, input_gram=gram)
+    assert (truncated(x) - linear(x)).abs().max() > 1e-2
+
+
 def test_low_rank_linear_with_calibration_fits_the_inputs_better():
     """With the inputs' second moments, truncation keeps the directions the inputs use."""
 
