@@ -4,7 +4,7 @@
     model = prunq.compress(model, "lowrank:0.5+int8", calibration=batches)
 
 Every recipe first fuses the residual add into the norm after it where the block is known
-(BERT, GPT-2, Llama families); the recipe's steps then replace Linear (and, with emb8,
+(BERT, GPT-2, Llama families); the recipe's steps then replace Linear (and, with emb8 or emb4,
 Embedding) modules, and with int8 the GELU of BERT-family intermediate layers moves into the
 GEMM's epilogue. What was done is recorded on the model, for prunq.save.
 """
@@ -20,15 +20,14 @@ from torch import nn
 
 from .binarize import binarize
 from .convert import convert
-from .recover import distill
 from .fuse_norms import fuse_norms
 from .heads import restore_heads
 from .passes import EMBEDDING, LINEAR, RECORD, Context
 from .prune import prune
 from .qat import prepare_qat
 from .recipe import Recipe, parse_recipe
+from .recover import distill
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
-
 
 
 def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None, *,
@@ -38,11 +37,15 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
 
     recipe: steps joined by '+' (see prunq.compress.recipe): "int8", "int8-weight-only",
         "lowrank:0.5", "2:4", "csr:0.9", "binary" (FFN layers; "binary:connect" binarizes only the
-        weights), "emb8", and combinations such as "lowrank:0.5+int8", "2:4+int8" or "int8+emb8".
+        weights), "emb8", "emb4", the structured "heads:0.25", "ffn:0.3" and "layers:1", and
+        combinations such as "lowrank:0.5+int8", "2:4+int8", "int8+emb8" or
+        "heads:0.25+ffn:0.3+int8+distill" (distillation last, whatever the order written).
     calibration: optional batches (each a dict of model keyword arguments, or a tensor passed
         as the first argument). lowrank uses them to factorise for the inputs the layers really
         see; int8 (dynamic) uses them for SmoothQuant, moving the activations' outlier channels
-        into the weights. Without them int8 needs nothing: activation scales are per token.
+        into the weights; the structured steps rank heads and neurons by them and refit what
+        remains (layers:N needs them). Without them int8 needs nothing: activation scales are per
+        token.
     include / exclude: fnmatch patterns over module names ("encoder.layer.*.attention.*");
         by default every Linear except classifier and language-model heads.
     training: batches (as calibration) for the "+distill" step, which trains the compressed model

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..nn import Int4Embedding, Int8Embedding
-from .passes import EMBEDDING, INT8_EMBEDDING, Context, Pass, register
+from .passes import EMBEDDING, QUANTIZED_EMBEDDING, Context, Pass, register
 from .swap import replace
 
 TABLES = {"emb8": Int8Embedding, "emb4": Int4Embedding}
@@ -14,7 +14,7 @@ TABLES = {"emb8": Int8Embedding, "emb4": Int4Embedding}
 class Embeddings(Pass):
     names = tuple(TABLES)
     order = 40
-    makes = {EMBEDDING: INT8_EMBEDDING}
+    makes = {EMBEDDING: QUANTIZED_EMBEDDING}
     repeated = "quantizes the embeddings twice; choose emb8 or emb4"
 
     def parse(self, name: str, value: str) -> type:
@@ -24,4 +24,4 @@ class Embeddings(Pass):
     def run(self, context: Context, table: type) -> None:
         for name in context.layers[EMBEDDING]:
             context.modules[name] = replace(context.model, name, table.from_embedding).config()
-        context.layers[INT8_EMBEDDING], context.layers[EMBEDDING] = context.layers[EMBEDDING], []
+        context.layers[QUANTIZED_EMBEDDING], context.layers[EMBEDDING] = context.layers[EMBEDDING], []

@@ -18,7 +18,7 @@ from torch import nn
 from .calibrate import input_statistics
 
 # Layer kinds a pass takes and makes.
-LINEAR, EMBEDDING, INT8_LINEAR, INT8_EMBEDDING = "linear", "embedding", "int8 linear", "quantized embedding"
+LINEAR, EMBEDDING, INT8_LINEAR, QUANTIZED_EMBEDDING = "linear", "embedding", "int8 linear", "quantized embedding"
 SPARSE24, CSR, BINARY = "2:4 linear", "csr linear", "binary linear"
 FLOAT_KINDS = frozenset({LINEAR, EMBEDDING})
 
