@@ -62,6 +62,15 @@ def test_each_distilled_recipe_is_listed_after_its_starting_point():
         "int8", "int8+distill", "ffn:0.3+int8", "distill:9+ffn:0.3+int8"]
 
 
+def test_distillation_never_trains_on_the_sentences_it_evaluates_on():
+    from prunq.evaluate import corpus
+
+    evaluated = corpus.sentences(10**9)
+    training = corpus.training_sentences()
+    assert len(training) > 4 * len(evaluated) and not set(training) & set(evaluated)
+    assert corpus.training_sentences(10) == training[:10]
+
+
 def test_compress_rejects_an_unknown_recipe(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "--recipe", "int4", "--out", str(tmp_path)])
