@@ -67,8 +67,9 @@ def write_chart(report: dict, path: Path) -> bool:
     figure, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), max(4.5, 0.45 * len(names) + 1.8)),
                                 gridspec_kw={"width_ratios": [2] + [1] * len(panels)})
     _trade_off(axes[0], rows, batch, tokens)
+    labels = [_wrapped(name) for name in names]
     for axis, (title, values) in zip(axes[1:], panels):
-        axis.barh(names, values, color="#4c72b0")
+        axis.barh(labels, values, color="#4c72b0")
         axis.set_title(title)
         axis.invert_yaxis()
         for y, value in enumerate(values):
@@ -83,6 +84,18 @@ def write_chart(report: dict, path: Path) -> bool:
     return True
 
 
+def _wrapped(name: str, width: int = 24) -> str:
+    """A recipe name broken after '+' into lines of about `width` characters."""
+    lines = [""]
+    for step in name.split("+"):
+        piece = step if not lines[-1] else "+" + step
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append(piece)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
 def _trade_off(axis, rows: list[dict], batch: int, tokens: int) -> None:
     points = [(row["speedup_vs_fp32"], row["cosine_mean"]) for row in rows]
     front = pareto_front(points)
@@ -91,9 +104,11 @@ def _trade_off(axis, rows: list[dict], batch: int, tokens: int) -> None:
                  c=["#dd8452" if i in front else "#4c72b0" for i in range(len(rows))], alpha=0.6)
     axis.plot([points[i][0] for i in front], [points[i][1] for i in front], color="#dd8452", linewidth=1,
               label="Pareto front")
+    rightmost = max(p[0] for p in points)
     for (speed, fidelity), row, size in zip(points, rows, sizes):
-        axis.annotate(f"{row['name']} ({size:.0f} MB)", (speed, fidelity), fontsize=7, xytext=(4, 3),
-                      textcoords="offset points")
+        left = speed > 0.6 * rightmost  # labels of the fastest points run leftwards, inside the axes
+        axis.annotate(f"{_wrapped(row['name'])} ({size:.0f} MB)", (speed, fidelity), fontsize=7,
+                      xytext=(-4 if left else 4, 3), textcoords="offset points", ha="right" if left else "left")
     axis.set_xlabel(f"speed-up over fp32, batch {batch} x {tokens}")
     axis.set_ylabel("cosine to fp32 embeddings (mean)")
     axis.set_title("the trade-off (point area: size on disk)")
