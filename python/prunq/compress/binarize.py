@@ -28,7 +28,7 @@ from ..nn import BinaryLinear
 from .convert import TrainingLinear
 from .passes import BINARY, LINEAR, Context, Pass, register
 from .progress import progress
-from .swap import DEFAULT_EXCLUDE, as_linear, is_linear, modules_of_kind, replace, selected, set_submodule
+from .swap import DEFAULT_EXCLUDE, as_linear, replace, swap_selected_linears
 
 # The feed-forward Linear layers of the BERT, GPT-2 and Llama families: what "binary" takes by
 # default (BERT's attention output projection is also called "output.dense", so it is excluded).
@@ -83,14 +83,7 @@ def binarize(model: nn.Module, include: Iterable[str] | None = None, exclude: It
     """Swaps the selected nn.Linear layers of `model` (fnmatch patterns over module names; by
     default every Linear except classifier and language-model heads) for BinarizedLinear, in
     place, and returns the model. ValueError when nothing is selected."""
-    include = None if include is None else tuple(include)
-    names = [name for name, module in modules_of_kind(model, is_linear)
-             if isinstance(module, nn.Linear) and selected(name, include, tuple(exclude))]
-    if not names:
-        raise ValueError(f"include: no nn.Linear of the model matches {include!r} (exclude {tuple(exclude)!r})")
-    for name in names:
-        set_submodule(model, name, BinarizedLinear(model.get_submodule(name), binarize_x))
-    return model
+    return swap_selected_linears(model, include, exclude, lambda linear: BinarizedLinear(linear, binarize_x))
 
 
 @register

@@ -10,14 +10,14 @@ from torch import nn
 from .progress import progress
 
 
-def run_batch(model: nn.Module, batch) -> None:
+def run_batch(model: nn.Module, batch, argument: str = "calibration"):
+    """model's output on one batch: a dict of keyword arguments, or a tensor passed as the first."""
     if isinstance(batch, dict):
-        model(**batch)
-    elif isinstance(batch, torch.Tensor):
-        model(batch)
-    else:
-        raise TypeError(f"calibration: expected batches that are dicts of model arguments or tensors, "
-                        f"got {type(batch).__name__}")
+        return model(**batch)
+    if isinstance(batch, torch.Tensor):
+        return model(batch)
+    raise TypeError(f"{argument}: expected batches that are dicts of model arguments or tensors, "
+                    f"got {type(batch).__name__}")
 
 
 @torch.no_grad()

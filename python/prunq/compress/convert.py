@@ -10,6 +10,16 @@ from torch import nn
 from .swap import set_submodule
 
 
+def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A float nn.Linear holding copies of weight [out, in] and bias."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias is not None, device=weight.device)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
 class TrainingLinear(nn.Module):
     """What the training layers share: float shadow weights the optimizer updates, copied from the
     nn.Linear they replace, and that Linear rebuilt from them for the kernel module's from_linear."""
@@ -21,12 +31,7 @@ class TrainingLinear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def trained_linear(self) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.weight.device)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear
+        return linear_from(self.weight, self.bias)
 
 
 def convert(model: nn.Module) -> nn.Module:

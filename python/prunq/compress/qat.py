@@ -21,8 +21,8 @@ from ..formats.int8 import quantize_weight
 from ..nn import Int8Linear
 from ..ops.int8_gemm import quantize_per_token_ref
 from .binarize import binarize
-from .convert import TrainingLinear
-from .swap import DEFAULT_EXCLUDE, is_linear, modules_of_kind, selected, set_submodule
+from .convert import TrainingLinear, linear_from
+from .swap import DEFAULT_EXCLUDE, swap_selected_linears
 
 
 def fake_quantize(t: torch.Tensor) -> torch.Tensor:
@@ -47,11 +47,7 @@ class FakeQuantLinear(TrainingLinear):
     @classmethod
     def from_int8(cls, module: Int8Linear) -> FakeQuantLinear:
         """The training form of an Int8Linear: its dequantized weight as the shadow weight."""
-        linear = nn.Linear(module.in_features, module.out_features, module.bias is not None, device=module.w_q.device)
-        with torch.no_grad():
-            linear.weight.copy_(module.w_q.float() * module.w_scale[:, None])
-            if module.bias is not None:
-                linear.bias.copy_(module.bias)
+        linear = linear_from(module.w_q.float() * module.w_scale[:, None], module.bias)
         return cls(linear, module.mode, module.activation, module.x_channel_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,11 +87,4 @@ def prepare_qat(model: nn.Module, recipe: str = "int8", include: Iterable[str] |
         return binarize(model, include, exclude, binarize_x=recipe != "binary:connect")
     if recipe != "int8":
         raise ValueError(f"recipe: prepare_qat takes 'int8', 'binary' or 'binary:connect', got {recipe!r}")
-    include = None if include is None else tuple(include)
-    names = [name for name, module in modules_of_kind(model, is_linear)
-             if isinstance(module, nn.Linear) and selected(name, include, tuple(exclude))]
-    if not names:
-        raise ValueError(f"include: no nn.Linear of the model matches {include!r} (exclude {tuple(exclude)!r})")
-    for name in names:
-        set_submodule(model, name, FakeQuantLinear(model.get_submodule(name)))
-    return model
+    return swap_selected_linears(model, include, exclude, FakeQuantLinear)

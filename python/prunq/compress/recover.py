@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .calibrate import run_batch
 from .convert import convert
 from .passes import RECORD, Context, Pass, register
 from .losses import embedding_loss, feature_loss, soft_target_loss
@@ -36,11 +37,7 @@ DEFAULT_STEPS, DEFAULT_LR = 400, 1e-4
 
 
 def _call(model: nn.Module, batch):
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, torch.Tensor):
-        return model(batch)
-    raise TypeError(f"batches: expected dicts of model arguments or tensors, got {type(batch).__name__}")
+    return run_batch(model, batch, "batches")
 
 
 def _pooled(hidden: torch.Tensor, batch) -> torch.Tensor:

@@ -68,3 +68,16 @@ def replace(model: nn.Module, name: str, build) -> nn.Module:
     module = build(model.get_submodule(name))
     set_submodule(model, name, module)
     return module
+
+
+def swap_selected_linears(model: nn.Module, include, exclude, build) -> nn.Module:
+    """Replaces each nn.Linear of `model` that the fnmatch patterns select (see selected) by
+    build(linear), in place; returns the model. ValueError when none is selected."""
+    include = None if include is None else tuple(include)
+    names = [name for name, module in modules_of_kind(model, is_linear)
+             if isinstance(module, nn.Linear) and selected(name, include, tuple(exclude))]
+    if not names:
+        raise ValueError(f"include: no nn.Linear of the model matches {include!r} (exclude {tuple(exclude)!r})")
+    for name in names:
+        set_submodule(model, name, build(model.get_submodule(name)))
+    return model

@@ -23,18 +23,9 @@ from ..formats.bits import signs
 from ..nn import AddLayerNorm, AddRMSNorm, BinaryLinear, CSRLinear, Int8Linear, Sparse24Linear
 from ..ops.layernorm import add_layer_norm_ref, add_rms_norm_ref
 from .binarize import BinarizedLinear
-from .convert import TrainingLinear
+from .convert import TrainingLinear, linear_from
 from .qat import FakeQuantLinear, fake_quantize
 from .swap import set_submodule
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias is not None, device=weight.device)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
 
 
 class MaskedLinear(TrainingLinear):
@@ -48,7 +39,7 @@ class MaskedLinear(TrainingLinear):
         else:
             dense = csr_layout.to_dense(module.crow_indices, module.col_indices, module.values, module.in_features)
         weight = dense.float() * (module.w_scale[:, None] if module.w_scale is not None else 1)
-        super().__init__(_linear(weight, module.bias))
+        super().__init__(linear_from(weight, module.bias))
         self.kind, self.int8 = type(module), module.w_scale is not None
         self.register_buffer("mask", dense != 0)
 
@@ -61,7 +52,7 @@ class MaskedLinear(TrainingLinear):
 
     def converted(self) -> Sparse24Linear | CSRLinear:
         # Only masked positions are non-zero, so 2:4 magnitude pruning keeps exactly them.
-        return self.kind.from_linear(_linear(self.weight.detach() * self.mask, self.bias), int8=self.int8)
+        return self.kind.from_linear(linear_from(self.weight.detach() * self.mask, self.bias), int8=self.int8)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, {self.kind.__name__} pattern"
@@ -94,7 +85,7 @@ def _training_form(module: nn.Module) -> nn.Module | None:
         return MaskedLinear(module)
     if isinstance(module, BinaryLinear):
         weight = signs(module.w_bits, module.in_features).float() * module.w_scale[:, None]
-        return BinarizedLinear(_linear(weight, module.bias), module.binarize_x)
+        return BinarizedLinear(linear_from(weight, module.bias), module.binarize_x)
     if isinstance(module, (AddLayerNorm, AddRMSNorm)):
         return TrainingNorm(module)
     return None
