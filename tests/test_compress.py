@@ -190,7 +190,7 @@ def test_a_pass_that_finds_nothing_to_take_names_both_steps(monkeypatch):
         parse_recipe("later+int8")
 
 
-def test_two_of_four_with_calibration_prunes_by_wanda_and_round_trips(tmp_path):
+def test_two_of_four_with_calibration_prunes_by_sparsegpt_and_round_trips(tmp_path):
     batches = [{"input_ids": IDS}, {"input_ids": IDS.flip(1)}]
     model = prunq.compress(tiny_model("llama"), "2:4+int8", calibration=batches, show_progress=False)
     magnitude = prunq.compress(tiny_model("llama"), "2:4+int8", show_progress=False)

@@ -4,8 +4,9 @@
             most important
     csr:S   Linear -> CSRLinear: the fraction S of each row's weights removed
 
-Importance is Wanda's (|w| times the input channel's norm) when calibration data is given, the
-magnitude otherwise. With int8 in the recipe the kept values become int8 (int8_values)."""
+With calibration data the weights are pruned by SparseGPT (the kept weights refitted to make up
+for the removed ones on the calibration inputs; prunq.compress.prune), by magnitude without.
+With int8 in the recipe the kept values become int8 (int8_values)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from .prune import prune
 from .swap import as_linear, replace
 
 
-def _criterion(norms) -> str:
-    return "magnitude" if norms is None else "wanda"
+def pruned(module: nn.Module, gram, pattern: str, sparsity: float | None = None) -> nn.Linear:
+    """A pruned copy of the layer: SparseGPT on the inputs' Gram matrix, else magnitude."""
+    linear = _copy(as_linear(module))
+    prune(linear, sparsity, pattern, "magnitude" if gram is None else "sparsegpt", input_gram=gram)
+    return linear
 
 
 @register
@@ -32,15 +36,14 @@ class Sparsify24(Pass):
     repeated = "has two 2:4 steps"
 
     def statistics(self, _):
-        return frozenset({"norm"})
+        return frozenset({"gram"})
 
     def run(self, context: Context, _) -> None:
         names = context.layers[LINEAR]
         context.collect(self.statistics(None), names)
         for name in progress(names, f"{context.recipe} 2:4", context.show_progress):
-            norms = context.statistic("norm", name)
-            module = replace(context.model, name, lambda m: Sparse24Linear.from_linear(
-                as_linear(m), criterion=_criterion(norms), input_norms=norms))
+            gram = context.statistic("gram", name)
+            module = replace(context.model, name, lambda m: Sparse24Linear.from_linear(pruned(m, gram, "2:4")))
             context.modules[name] = module.config()
         context.layers[SPARSE24], context.layers[LINEAR] = names, []
 
@@ -58,19 +61,15 @@ class SparsifyCSR(Pass):
         return fraction(f"{name}:{value}", value)
 
     def statistics(self, _):
-        return frozenset({"norm"})
+        return frozenset({"gram"})
 
     def run(self, context: Context, sparsity: float) -> None:
         names = context.layers[LINEAR]
         context.collect(self.statistics(sparsity), names)
         for name in progress(names, f"{context.recipe} csr", context.show_progress):
-            norms = context.statistic("norm", name)
-
-            def sparsify(module):
-                pruned = _copy(as_linear(module))
-                prune(pruned, sparsity, criterion=_criterion(norms), input_norms=norms)
-                return CSRLinear.from_linear(pruned)
-            context.modules[name] = replace(context.model, name, sparsify).config()
+            gram = context.statistic("gram", name)
+            module = replace(context.model, name, lambda m: CSRLinear.from_linear(pruned(m, gram, "unstructured", sparsity)))
+            context.modules[name] = module.config()
         context.layers[CSR], context.layers[LINEAR] = names, []
 
 
