@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import prunq
-from prunq.compress.recover import distill
+from prunq.compress.recover import WARMUP, distill, rate_factor
 from prunq.compress.trainable import TrainingNorm, trainable
 from prunq.nn import AddLayerNorm, BinaryLinear, CSRLinear, Int8Linear, Sparse24Linear
 
@@ -104,3 +104,13 @@ def test_a_distilled_model_round_trips_through_prunq_save(tmp_path):
     prunq.save(student, tmp_path / "m.safetensors")
     loaded = prunq.load(tmp_path / "m.safetensors", type(teacher)(student.config).eval())
     assert torch.equal(run(loaded, IDS), run(student, IDS))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 19, 20, 400])
+def test_the_learning_rate_warms_up_then_falls_to_zero(steps):
+    factors = [rate_factor(step, steps) for step in range(steps)]
+    peak = max(1, int(WARMUP * steps)) - 1
+    assert factors[peak] == 1 and all(0 < f <= 1 for f in factors)
+    assert factors[:peak + 1] == sorted(factors[:peak + 1]) and factors[peak:] == sorted(factors[peak:], reverse=True)
+    if peak > 0:
+        assert factors[0] < 1 and factors[-1] < 2 / steps

@@ -19,7 +19,7 @@
                        patterns, the layers they name
 
     +distill[:S[:LR]]  after the other steps, S training steps (default 400; learning rate LR,
-                       default 1e-4) of distillation from the float model on compress()'s
+                       default 3e-4) of distillation from the float model on compress()'s
                        training= batches (prunq.compress.recover)
 
 Each step is a pass (prunq.compress.passes) in a module of its own; the passes run in their

@@ -33,7 +33,8 @@ from .progress import progress
 from .trainable import trainable
 
 TERMS = ("soft", "embedding", "hidden")
-DEFAULT_STEPS, DEFAULT_LR = 400, 1e-4
+DEFAULT_STEPS, DEFAULT_LR = 400, 3e-4
+WARMUP = 0.05  # the share of the steps over which the learning rate rises to lr
 
 
 def _call(model: nn.Module, batch):
@@ -79,11 +80,18 @@ def _loss(terms: dict[str, float] | Callable, student, teacher, batch) -> torch.
     return sum(weight * _term(name, student, teacher, batch) for name, weight in terms.items())
 
 
+def rate_factor(step: int, steps: int) -> float:
+    """The learning rate of step 0..steps-1 relative to lr: rising linearly over the first WARMUP
+    of the steps to 1, then falling linearly towards 0."""
+    warmup = max(1, int(WARMUP * steps))
+    return min((step + 1) / warmup, (steps - step) / (steps - warmup + 1))
+
+
 def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = DEFAULT_LR,
             losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
     """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
-    input tensors, cycled) for `steps` AdamW steps, the learning rate falling linearly from `lr`
-    to 0; returns the loss of each step. The student keeps its kernel modules (and its
+    input tensors, cycled) for `steps` AdamW steps, the learning rate rising to `lr` over the first
+    5% of them and falling linearly to 0 after; returns the loss of each step. The student keeps its kernel modules (and its
     compression record)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive number of training steps, got {steps!r}")
@@ -103,7 +111,7 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
         convert_back(student, was_training)
         raise ValueError("student: has no float parameters to train")
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # linear decay to 0
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: rate_factor(step, steps))
     history = []
     try:
         with torch.enable_grad():
