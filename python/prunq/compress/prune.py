@@ -98,7 +98,7 @@ def _inverse_cholesky(gram: torch.Tensor) -> torch.Tensor:
 
 
 def _sparsegpt(weight: torch.Tensor, gram: torch.Tensor | None, pattern: str, sparsity: float | None) -> torch.Tensor:
-    n, k = weight.shape
+    k = weight.shape[1]
     if gram is None or gram.shape != (k, k):
         shape = None if gram is None else tuple(gram.shape)
         raise ValueError(f"input_gram: SparseGPT needs the inputs' Gram matrix of shape ({k}, {k}), got {shape}")
@@ -109,7 +109,10 @@ def _sparsegpt(weight: torch.Tensor, gram: torch.Tensor | None, pattern: str, sp
         end = min(start + SPARSEGPT_BLOCK, k)
         block, block_hinv = w[:, start:end], hinv[start:end, start:end]
         errors = torch.zeros_like(block)
-        cost = lambda lo, hi: block[:, lo:hi].pow(2) / block_hinv.diagonal()[lo:hi].pow(2)  # noqa: E731
+
+        def cost(lo, hi):  # the output error that removing each of these weights alone would cause
+            return block[:, lo:hi].pow(2) / block_hinv.diagonal()[lo:hi].pow(2)
+
         if pattern == "unstructured":
             mask[:, start:end] = _keep_highest(cost(0, end - start), end - start - round(sparsity * (end - start)))
         for i in range(end - start):
