@@ -27,15 +27,16 @@ import torch
 from torch import nn
 
 PATTERNS = ("unstructured", "2:4")
-CRITERIA = ("magnitude", "wanda", "sparsegpt")
+SCORED = ("magnitude", "wanda")  # criteria that score each weight alone
+CRITERIA = SCORED + ("sparsegpt",)
 SPARSEGPT_BLOCK = 128
 SPARSEGPT_DAMPING = 0.01  # of the Gram matrix's mean diagonal, so that it can be inverted
 
 
 def scores(weight: torch.Tensor, criterion: str = "magnitude", input_norms: torch.Tensor | None = None) -> torch.Tensor:
     """What each weight of [N, K] is worth keeping, in float64 (magnitude or wanda)."""
-    if criterion not in CRITERIA[:2]:
-        raise ValueError(f"criterion: expected one of {', '.join(CRITERIA[:2])}, got {criterion!r}")
+    if criterion not in SCORED:
+        raise ValueError(f"criterion: expected one of {', '.join(SCORED)}, got {criterion!r}")
     score = weight.detach().double().abs()
     if criterion == "magnitude":
         return score

@@ -90,9 +90,9 @@ def rate_factor(step: int, steps: int) -> float:
 def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = DEFAULT_LR,
             losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
     """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
-    input tensors, cycled) for `steps` AdamW steps, the learning rate rising to `lr` over the first
-    5% of them and falling linearly to 0 after; returns the loss of each step. The student keeps its kernel modules (and its
-    compression record)."""
+    input tensors, cycled) for `steps` AdamW steps, the learning rate rising to `lr` over the
+    first 5% of them and falling linearly to 0 after (rate_factor); returns the loss of each step.
+    The student keeps its kernel modules (and its compression record)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive number of training steps, got {steps!r}")
     if not lr > 0:

@@ -68,7 +68,8 @@ class SparsifyCSR(Pass):
         context.collect(self.statistics(sparsity), names)
         for name in progress(names, f"{context.recipe} csr", context.show_progress):
             gram = context.statistic("gram", name)
-            module = replace(context.model, name, lambda m: CSRLinear.from_linear(pruned(m, gram, "unstructured", sparsity)))
+            module = replace(context.model, name,
+                             lambda m: CSRLinear.from_linear(pruned(m, gram, "unstructured", sparsity)))
             context.modules[name] = module.config()
         context.layers[CSR], context.layers[LINEAR] = names, []
 
