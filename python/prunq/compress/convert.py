@@ -11,8 +11,8 @@ from .swap import set_submodule
 
 
 def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    """A float nn.Linear holding copies of weight [out, in] and bias."""
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias is not None, device=weight.device)
+    """An nn.Linear holding copies of weight [out, in] and bias, in the weight's dtype."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias is not None, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
         if bias is not None:

@@ -15,8 +15,9 @@ weights along K (a last, shorter group keeps at most two). Ties go to the lower 
 in One-Shot", 2023) also changes the kept weights: going along K, each removed weight's error is
 spread over the weights still to come, by the inverse of the inputs' Gram matrix E[x x^T], so the
 layer's output on the calibration inputs changes as little as it can. Weights are chosen by
-w^2 / [H^-1]_kk^2 (the output error removing each alone would cause), per group of four for 2:4
-and per row within each block of 128 columns for unstructured (the same count in every row).
+w^2 / U_kk^2, U the upper Cholesky factor of H^-1 (the output error removing each alone would
+cause, the weights before it fixed), per group of four for 2:4 and per row within each block of
+128 columns for unstructured (the same count in every row).
 """
 
 from __future__ import annotations

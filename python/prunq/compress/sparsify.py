@@ -14,6 +14,7 @@ from torch import nn
 
 from ..formats import csr, sparse24
 from ..nn import CSRLinear, Sparse24Linear
+from .convert import linear_from
 from .lowrank import fraction
 from .passes import CSR, LINEAR, SPARSE24, Context, Pass, register
 from .progress import progress
@@ -23,7 +24,8 @@ from .swap import as_linear, replace
 
 def pruned(module: nn.Module, gram, pattern: str, sparsity: float | None = None) -> nn.Linear:
     """A pruned copy of the layer: SparseGPT on the inputs' Gram matrix, else magnitude."""
-    linear = _copy(as_linear(module))
+    linear = as_linear(module)
+    linear = linear_from(linear.weight.detach(), linear.bias)
     prune(linear, sparsity, pattern, "magnitude" if gram is None else "sparsegpt", input_gram=gram)
     return linear
 
@@ -74,17 +76,6 @@ class SparsifyCSR(Pass):
         context.layers[CSR], context.layers[LINEAR] = names, []
 
 
-def _copy(linear: nn.Module, weight=None) -> nn.Linear:
-    """An nn.Linear with linear's weight (or `weight`) and bias, leaving linear as it is."""
-    weight = (linear.weight if weight is None else weight).detach()
-    copy = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None, device=weight.device,
-                     dtype=weight.dtype)
-    copy.weight.data = weight.clone()
-    if linear.bias is not None:
-        copy.bias.data = linear.bias.detach().to(weight.dtype).clone()
-    return copy
-
-
 def int8_values(module: Sparse24Linear | CSRLinear) -> Sparse24Linear | CSRLinear:
     """The same sparse layer with its kept values as int8, one scale per output channel."""
     if isinstance(module, Sparse24Linear):
@@ -93,6 +84,6 @@ def int8_values(module: Sparse24Linear | CSRLinear) -> Sparse24Linear | CSRLinea
         dense = csr.to_dense(module.crow_indices, module.col_indices, module.values, module.in_features).float()
     if module.w_scale is not None:
         dense = dense * module.w_scale[:, None]
-    linear = _copy(module, dense)
+    linear = linear_from(dense, module.bias)
     # Already sparse: 2:4 pruning keeps the kept values, and CSR keeps the zero pattern.
     return type(module).from_linear(linear, int8=True)
