@@ -10,18 +10,18 @@ from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, Lla
 ARCHITECTURES = ["bert", "gpt2", "llama"]
 
 
-def tiny_model(kind: str, hidden: int = 64, seed: int = 0) -> torch.nn.Module:
+def tiny_model(kind: str, hidden: int = 64, seed: int = 0, blocks: int = 2) -> torch.nn.Module:
     torch.manual_seed(seed)
     if kind == "bert":
-        config = BertConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, intermediate_size=2 * hidden,
+        config = BertConfig(hidden_size=hidden, num_hidden_layers=blocks, num_attention_heads=4, intermediate_size=2 * hidden,
                             vocab_size=100, max_position_embeddings=64)
         model = BertModel(config)
     elif kind == "gpt2":
-        config = GPT2Config(n_embd=hidden, n_layer=2, n_head=4, vocab_size=100, n_positions=64,
+        config = GPT2Config(n_embd=hidden, n_layer=blocks, n_head=4, vocab_size=100, n_positions=64,
                             bos_token_id=0, eos_token_id=0)
         model = GPT2LMHeadModel(config)
     else:
-        config = LlamaConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        config = LlamaConfig(hidden_size=hidden, num_hidden_layers=blocks, num_attention_heads=4, num_key_value_heads=2,
                              intermediate_size=2 * hidden, vocab_size=100, max_position_embeddings=64)
         model = LlamaModel(config)
     return model.eval()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prunq.compress.losses import (FeatureProjection, distillation_loss, embedding_loss, feature_loss,
+from prunq.compress.losses import (FeatureProjection, block_loss, distillation_loss, embedding_loss, feature_loss,
                                     soft_target_loss)
 
 
@@ -59,3 +59,16 @@ def test_feature_and_embedding_losses():
         distillation_loss(a, b, alpha=2.0)
     with pytest.raises(ValueError, match="^temperature:"):
         soft_target_loss(a, b, 0.0)
+
+
+def test_block_loss_averages_each_blocks_error_relative_to_its_teacher():
+    students = [torch.tensor([[[2.0, 0.0], [9.0, 9.0]]]), torch.tensor([[[1.0, 1.0], [7.0, 7.0]]])]
+    teachers = [torch.tensor([[[1.0, 0.0], [3.0, 3.0]]]), torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])]
+    # First token only: (1 / 1 + 2 / 4) / 2; all tokens: (73 / 19 + 100 / 4) / 2.
+    assert block_loss(students, teachers, torch.tensor([[1, 0]])).item() == pytest.approx(0.75)
+    assert block_loss(students, teachers).item() == pytest.approx((73 / 19 + 25) / 2)
+    assert block_loss(teachers, teachers).item() == 0
+    with pytest.raises(ValueError, match="^teacher_states: expected one for each"):
+        block_loss(students, teachers[:1])
+    with pytest.raises(ValueError, match="^teacher_states: expected the student's shape"):
+        block_loss(students, [t[:, :1] for t in teachers])

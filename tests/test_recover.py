@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import prunq
-from prunq.compress.recover import WARMUP, distill, rate_factor
+from prunq.compress import recover
+from prunq.compress.recover import WARMUP, distill, matched_blocks, rate_factor
 from prunq.compress.trainable import TrainingNorm, trainable
 from prunq.nn import AddLayerNorm, BinaryLinear, CSRLinear, Int8Linear, Sparse24Linear
 
@@ -87,6 +88,8 @@ def test_the_distill_recipe_trains_after_the_other_steps():
     (lambda m, t: distill(m, t, [], steps=1), "no training batches"),
     (lambda m, t: distill(m, t, TRAINING, steps=1, losses={"soft": 1.0}), "needs the model's logits"),
     (lambda m, t: distill(m, t, TRAINING, steps=1, losses={"kl": 1.0}), "losses: expected"),
+    (lambda m, t: distill(m, t, TRAINING, steps=1, teacher_blocks=[0]), "teacher_blocks: expected one index"),
+    (lambda m, t: distill(m, t, TRAINING, steps=1, teacher_blocks=[0, 2]), r"teacher_blocks: expected one index in \[0, 2\)"),
 ])
 def test_bad_distillation_requests_leave_the_model_untouched(call, message):
     teacher = tiny_model("bert")
@@ -114,3 +117,29 @@ def test_the_learning_rate_warms_up_then_falls_to_zero(steps):
     assert factors[:peak + 1] == sorted(factors[:peak + 1]) and factors[peak:] == sorted(factors[peak:], reverse=True)
     if peak > 0:
         assert factors[0] < 1 and factors[-1] < 2 / steps
+
+
+def test_each_student_block_is_taught_by_the_teacher_block_it_came_from(monkeypatch):
+    assert matched_blocks(3, 3) == [0, 1, 2] and matched_blocks(5, 6) == [0, 1, 3, 4, 5]
+    teacher = tiny_model("bert", blocks=4)
+    with torch.no_grad():  # block 2 adds nothing to what passes through it: layers:1 removes it
+        for dense in (teacher.encoder.layer[2].attention.output.dense, teacher.encoder.layer[2].output.dense):
+            dense.weight.zero_()
+            dense.bias.zero_()
+    taught = {}
+    monkeypatch.setattr(recover, "distill", lambda *args, teacher_blocks, **kwargs: taught.update(blocks=teacher_blocks))
+    prunq.compress(copy.deepcopy(teacher), "layers:1+distill:1", calibration=TRAINING, training=TRAINING,
+                   show_progress=False)
+    assert taught["blocks"] == [0, 1, 3]
+
+
+def test_the_blocks_loss_teaches_every_block():
+    teacher = tiny_model("bert", blocks=3)
+    student = prunq.compress(copy.deepcopy(teacher), "heads:0.5+ffn:0.75", show_progress=False)  # no refit: far off
+    def block_errors():
+        with torch.no_grad():
+            s, t = (m(input_ids=IDS, output_hidden_states=True).hidden_states for m in (student, teacher))
+        return [(a - b).pow(2).mean().item() for a, b in zip(s[1:], t[1:])]
+    before = block_errors()
+    distill(student, teacher, TRAINING, steps=30, lr=1e-3, losses={"blocks": 1.0}, show_progress=False)
+    assert all(after < 0.5 * b for after, b in zip(block_errors(), before))

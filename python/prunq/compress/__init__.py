@@ -26,6 +26,7 @@ from .passes import EMBEDDING, LINEAR, RECORD, Context
 from .prune import prune
 from .qat import prepare_qat
 from .recipe import Recipe, parse_recipe
+from .structured import layer_stack
 from .recover import distill
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
@@ -69,20 +70,32 @@ def compress(model: nn.Module, recipe: str, calibration: Iterable | None = None,
         teacher = copy.deepcopy(model).eval()
     include = None if include is None else tuple(include)
     exclude = tuple(exclude)
+    blocks_before = _blocks(model)
     for step in plan.steps:
         step.kind.prepare(model, step.argument, calibration)
+    teacher_blocks = None if blocks_before is None else [blocks_before.index(block) for block in _blocks(model)]
     fused = fuse_norms(model)
     context = Context(model, plan.text, calibration, layers={
         LINEAR: [name for name, _ in modules_of_kind(model, is_linear) if selected(name, include, exclude)],
         EMBEDDING: [name for name, _ in modules_of_kind(model, is_embedding)
                     if include is None or selected(name, include, ())],
-    }, show_progress=show_progress, include=include, teacher=teacher, training=training)
+    }, show_progress=show_progress, include=include, teacher=teacher, training=training,
+                      teacher_blocks=teacher_blocks)
     context.collect(_statistics_before_renaming(plan), context.layers[LINEAR])
     for step in plan.steps:
         step.kind.run(context, step.argument)
     setattr(model, RECORD, {"recipe": plan.text, "fused": fused, "gelu_fused": context.gelu_fused,
                             "modules": context.modules})
     return model
+
+
+def _blocks(model: nn.Module) -> list[nn.Module] | None:
+    """The model's Transformer blocks (layers:N keeps some of these same modules), or None for a
+    model of no known family."""
+    try:
+        return list(layer_stack(model)[1])
+    except ValueError:
+        return None
 
 
 def _statistics_before_renaming(plan: Recipe) -> set[str]:

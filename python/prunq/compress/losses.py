@@ -13,6 +13,10 @@ took, from its float teacher.
     embedding_loss(student, teacher, kind="cosine" | "mse")
         for a sentence-embedding model without labels: 1 - cosine similarity (mean over the
         batch) or MSE between the student's and the teacher's embeddings
+    block_loss(student_states, teacher_states, mask=None)
+        layer by layer: each pair of block outputs' MSE relative to the teacher's mean square
+        (over the tokens of mask), averaged over the pairs, so that every block is taught its
+        teacher's output and blocks whose outputs grow in scale weigh alike
 """
 
 from __future__ import annotations
@@ -74,6 +78,22 @@ def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "co
     if kind == "mse":
         return F.mse_loss(student.float(), teacher.float())
     raise ValueError(f"kind: expected 'cosine' or 'mse', got {kind!r}")
+
+
+def block_loss(student_states, teacher_states, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """student_states, teacher_states: matched sequences of hidden states [batch, tokens, width];
+    mask [batch, tokens]: 1 on the tokens that count (all count without it)."""
+    if len(student_states) != len(teacher_states) or not student_states:
+        raise ValueError(f"teacher_states: expected one for each of the {len(student_states)} student states, "
+                         f"got {len(teacher_states)}")
+    total = 0
+    for student, teacher in zip(student_states, teacher_states):
+        _same_shape(student, teacher, "teacher_states")
+        weight = (student.new_ones(student.shape[:-1], dtype=torch.float32) if mask is None
+                  else mask.to(student.device, torch.float32)).unsqueeze(-1)
+        error = (weight * (student.float() - teacher.float()) ** 2).sum()
+        total = total + error / (weight * teacher.float() ** 2).sum().clamp_min(1e-12)
+    return total / len(student_states)
 
 
 def _same_shape(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None:

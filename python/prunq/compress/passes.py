@@ -75,6 +75,7 @@ class Context:
     include: tuple[str, ...] | None = None  # the user's include patterns, if any
     teacher: nn.Module | None = None  # the float model, kept for distillation
     training: list | None = None      # batches to train on
+    teacher_blocks: list[int] | None = None  # the teacher's index of each block the model kept
     modules: dict[str, dict] = field(default_factory=dict)
     gelu_fused: list[str] = field(default_factory=list)
     _statistics: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)

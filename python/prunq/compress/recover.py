@@ -14,8 +14,14 @@ Loss terms, named in `losses` with their weights (prunq.compress.losses):
     "embedding"  embedding_loss (1 - cosine) of the mean-pooled last hidden states (over the
                  tokens of attention_mask): a sentence-embedding model's output
     "hidden"     feature_loss (MSE) of the last hidden states
-Default: {"soft": 1} for models with logits, else {"embedding": 1, "hidden": 1}. `losses` may
-also be a function (student_output, teacher_output, batch) -> loss.
+    "blocks"     block_loss of every block's output against the teacher block it came from
+                 (teacher_blocks), over the tokens of attention_mask
+Default: {"soft": 1} for models with logits, else {"embedding": 1, "blocks": 16}: teaching every
+block its teacher's output recovers more in the same steps than the last hidden state alone
+(MiniLM, 25% of heads and 30% of neurons removed, 400 steps: cosine 0.961 with
+{"embedding": 1, "hidden": 1}, 0.965 / 0.967 / 0.968 / 0.968 with blocks weighted 1 / 4 / 16 /
+64). `losses` may also be a function (student_output, teacher_output, batch) -> loss; the
+outputs hold hidden_states when the batches ask for them (output_hidden_states=True).
 """
 
 from __future__ import annotations
@@ -28,32 +34,50 @@ from torch import nn
 from .calibrate import run_batch
 from .convert import convert
 from .passes import RECORD, Context, Pass, register
-from .losses import embedding_loss, feature_loss, soft_target_loss
+from .losses import block_loss, embedding_loss, feature_loss, soft_target_loss
 from .progress import progress
 from .trainable import trainable
 
-TERMS = ("soft", "embedding", "hidden")
+TERMS = ("soft", "embedding", "hidden", "blocks")
 DEFAULT_STEPS, DEFAULT_LR = 400, 3e-4
 WARMUP = 0.05  # the share of the steps over which the learning rate rises to lr
 
 
-def _call(model: nn.Module, batch):
+def _call(model: nn.Module, batch, hidden_states: bool = False):
+    """The model's output on the batch, with the hidden states of every block if asked."""
+    if hidden_states and isinstance(batch, dict):
+        return model(**{**batch, "output_hidden_states": True})
+    if hidden_states and isinstance(batch, torch.Tensor):
+        return model(batch, output_hidden_states=True)
     return run_batch(model, batch, "batches")
 
 
+def _mask(batch) -> torch.Tensor | None:
+    return batch.get("attention_mask") if isinstance(batch, dict) else None
+
+
 def _pooled(hidden: torch.Tensor, batch) -> torch.Tensor:
-    mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+    mask = _mask(batch)
     if mask is None:
         return hidden.mean(1)
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
-def _term(name: str, student, teacher, batch) -> torch.Tensor:
+def matched_blocks(student_blocks: int, teacher_blocks: int) -> list[int]:
+    """The teacher block each student block is taught by default: the same one when the counts
+    agree, else evenly spaced, the last with the last."""
+    return [round((i + 1) * teacher_blocks / student_blocks) - 1 for i in range(student_blocks)]
+
+
+def _term(name: str, student, teacher, batch, teacher_blocks: list[int]) -> torch.Tensor:
     if name == "soft":
         return soft_target_loss(student.logits, teacher.logits)
     if name == "embedding":
         return embedding_loss(_pooled(student.last_hidden_state, batch), _pooled(teacher.last_hidden_state, batch))
+    if name == "blocks":
+        return block_loss(student.hidden_states[1:], [teacher.hidden_states[1 + i] for i in teacher_blocks],
+                          _mask(batch))
     return feature_loss(student.last_hidden_state, teacher.last_hidden_state)
 
 
@@ -63,21 +87,21 @@ def loss_terms(losses: dict[str, float] | Callable | None, teacher_output) -> di
     if callable(losses):
         return losses
     if losses is None:
-        losses = {"soft": 1.0} if hasattr(teacher_output, "logits") else {"embedding": 1.0, "hidden": 1.0}
+        losses = {"soft": 1.0} if hasattr(teacher_output, "logits") else {"embedding": 1.0, "blocks": 16.0}
     if not isinstance(losses, dict) or not losses or any(name not in TERMS for name in losses):
         raise ValueError(f"losses: expected weights of {', '.join(TERMS)} (e.g. {{'embedding': 1.0}}) or a "
                          f"function, got {losses!r}")
     for name in losses:
-        field = "logits" if name == "soft" else "last_hidden_state"
-        if getattr(teacher_output, field, None) is None:
+        field = {"soft": "logits", "blocks": "hidden_states"}.get(name, "last_hidden_state")
+        if not hasattr(teacher_output, field) or (field != "hidden_states" and getattr(teacher_output, field) is None):
             raise ValueError(f"losses: {name!r} needs the model's {field}, which its output lacks")
     return losses
 
 
-def _loss(terms: dict[str, float] | Callable, student, teacher, batch) -> torch.Tensor:
+def _loss(terms: dict[str, float] | Callable, student, teacher, batch, teacher_blocks: list[int]) -> torch.Tensor:
     if callable(terms):
         return terms(student, teacher, batch)
-    return sum(weight * _term(name, student, teacher, batch) for name, weight in terms.items())
+    return sum(weight * _term(name, student, teacher, batch, teacher_blocks) for name, weight in terms.items())
 
 
 def rate_factor(step: int, steps: int) -> float:
@@ -88,10 +112,13 @@ def rate_factor(step: int, steps: int) -> float:
 
 
 def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: int, lr: float = DEFAULT_LR,
-            losses: dict[str, float] | Callable | None = None, show_progress: bool = True) -> list[float]:
+            losses: dict[str, float] | Callable | None = None, show_progress: bool = True,
+            teacher_blocks: list[int] | None = None) -> list[float]:
     """Trains `student` in place to match `teacher` on `batches` (dicts of model arguments or
     input tensors, cycled) for `steps` AdamW steps, the learning rate rising to `lr` over the
     first 5% of them and falling linearly to 0 after (rate_factor); returns the loss of each step.
+    teacher_blocks: for the "blocks" loss, the index of the teacher block each student block came
+    from (compress() passes the blocks layers:N kept; default: matched_blocks).
     The student keeps its kernel modules (and its compression record)."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive number of training steps, got {steps!r}")
@@ -103,6 +130,10 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
     teacher.eval()
     with torch.no_grad():
         terms = loss_terms(losses, _call(teacher, batches[0]))
+        hidden_states = isinstance(terms, dict) and "blocks" in terms
+        if hidden_states:
+            teacher_blocks = _checked_blocks(teacher_blocks, _call(student, batches[0], True),
+                                             _call(teacher, batches[0], True))
     was_training = student.training
     trainable(student).eval()
     frozen = {id(p) for m in student.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
@@ -118,8 +149,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
             for step in progress(range(steps), "distill", show_progress, unit="step"):
                 batch = batches[step % len(batches)]
                 with torch.no_grad():
-                    target = _call(teacher, batch)
-                loss = _loss(terms, _call(student, batch), target, batch)
+                    target = _call(teacher, batch, hidden_states)
+                loss = _loss(terms, _call(student, batch, hidden_states), target, batch, teacher_blocks)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -128,6 +159,17 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, steps: in
     finally:
         convert_back(student, was_training)
     return history
+
+
+def _checked_blocks(teacher_blocks: list[int] | None, student_output, teacher_output) -> list[int]:
+    student_count, teacher_count = len(student_output.hidden_states) - 1, len(teacher_output.hidden_states) - 1
+    if teacher_blocks is None:
+        return matched_blocks(student_count, teacher_count)
+    teacher_blocks = list(teacher_blocks)
+    if len(teacher_blocks) != student_count or not all(0 <= i < teacher_count for i in teacher_blocks):
+        raise ValueError(f"teacher_blocks: expected one index in [0, {teacher_count}) for each of the student's "
+                         f"{student_count} blocks, got {teacher_blocks}")
+    return teacher_blocks
 
 
 def convert_back(student: nn.Module, was_training: bool) -> None:
@@ -173,5 +215,6 @@ class Distill(Pass):
 
     def run(self, context: Context, schedule: tuple[int, float]) -> None:
         steps, lr = schedule
-        distill(context.model, context.teacher, context.training, steps, lr, show_progress=context.show_progress)
+        distill(context.model, context.teacher, context.training, steps, lr, show_progress=context.show_progress,
+                teacher_blocks=context.teacher_blocks)
         refresh_configs(context.model, context.modules)
