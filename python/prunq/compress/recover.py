@@ -93,7 +93,9 @@ def loss_terms(losses: dict[str, float] | Callable | None, teacher_output) -> di
                          f"function, got {losses!r}")
     for name in losses:
         field = {"soft": "logits", "blocks": "hidden_states"}.get(name, "last_hidden_state")
-        if not hasattr(teacher_output, field) or (field != "hidden_states" and getattr(teacher_output, field) is None):
+        # hidden_states stays None until asked for: that the output has the field is enough
+        missing = not hasattr(teacher_output, field) if name == "blocks" else getattr(teacher_output, field, None) is None
+        if missing:
             raise ValueError(f"losses: {name!r} needs the model's {field}, which its output lacks")
     return losses
 
