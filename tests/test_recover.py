@@ -133,6 +133,12 @@ def test_each_student_block_is_taught_by_the_teacher_block_it_came_from(monkeypa
     assert taught["blocks"] == [0, 1, 3]
 
 
+def test_the_blocks_loss_needs_a_model_that_returns_hidden_states():
+    teacher = torch.nn.Sequential(torch.nn.Embedding(100, 8), torch.nn.Linear(8, 8))  # returns a bare tensor
+    with pytest.raises(ValueError, match="'blocks' needs the model's hidden_states"):
+        distill(copy.deepcopy(teacher), teacher, [IDS], steps=1, losses={"blocks": 1.0}, show_progress=False)
+
+
 def test_the_blocks_loss_teaches_every_block():
     teacher = tiny_model("bert", blocks=3)
     student = prunq.compress(copy.deepcopy(teacher), "heads:0.5+ffn:0.75", show_progress=False)  # no refit: far off

@@ -26,8 +26,8 @@ from .passes import EMBEDDING, LINEAR, RECORD, Context
 from .prune import prune
 from .qat import prepare_qat
 from .recipe import Recipe, parse_recipe
-from .structured import layer_stack
 from .recover import distill
+from .structured import layer_stack
 from .swap import DEFAULT_EXCLUDE, is_embedding, is_linear, modules_of_kind, selected
 
 

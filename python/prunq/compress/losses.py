@@ -86,11 +86,12 @@ def block_loss(student_states, teacher_states, mask: torch.Tensor | None = None)
     if len(student_states) != len(teacher_states) or not student_states:
         raise ValueError(f"teacher_states: expected one for each of the {len(student_states)} student states, "
                          f"got {len(teacher_states)}")
+    first = student_states[0]
+    weight = (first.new_ones(first.shape[:-1], dtype=torch.float32) if mask is None
+              else mask.to(first.device, torch.float32)).unsqueeze(-1)
     total = 0
     for student, teacher in zip(student_states, teacher_states):
         _same_shape(student, teacher, "teacher_states")
-        weight = (student.new_ones(student.shape[:-1], dtype=torch.float32) if mask is None
-                  else mask.to(student.device, torch.float32)).unsqueeze(-1)
         error = (weight * (student.float() - teacher.float()) ** 2).sum()
         total = total + error / (weight * teacher.float() ** 2).sum().clamp_min(1e-12)
     return total / len(student_states)
