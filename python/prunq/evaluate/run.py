@@ -23,7 +23,8 @@ from .report import write_chart, write_json, print_table
 # quantization-aware int8 against SmoothQuant's post-training int8, and one combined recipe that
 # goes for size and speed at once. Each distilled recipe is also listed without distillation.
 # The recovery goals train 800 steps (6 to 9 minutes each on 2 cores), twice distill's default;
-# 2:4+int8 trains at 1e-3, where it reached cosine 0.969 against 0.960 at 3e-4 (bench/RESULTS.md).
+# 2:4+int8 and the combined recipe train at 1e-3, where they reached cosine 0.969 and 0.942
+# against 0.960 and 0.927 at the default 3e-4 (bench/RESULTS.md).
 COMBINED = "layers:1+heads:0.33+ffn:0.6+int8+emb4+distill:1500:1e-3"
 DEFAULT_RECIPES = ("int8", "int8+emb8", "int8-weight-only", "lowrank:0.5", "lowrank:0.5+int8", "2:4", "2:4+int8",
                    "binary", "binary:connect", "int8+distill:200:2e-5", "heads:0.25+ffn:0.3+distill:800",
