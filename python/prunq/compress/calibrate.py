@@ -10,12 +10,13 @@ from torch import nn
 from .progress import progress
 
 
-def run_batch(model: nn.Module, batch, argument: str = "calibration"):
-    """model's output on one batch: a dict of keyword arguments, or a tensor passed as the first."""
+def run_batch(model: nn.Module, batch, argument: str = "calibration", **options):
+    """model's output on one batch: a dict of keyword arguments, or a tensor passed as the first;
+    `options` are further keyword arguments (overriding the batch's own)."""
     if isinstance(batch, dict):
-        return model(**batch)
+        return model(**{**batch, **options})
     if isinstance(batch, torch.Tensor):
-        return model(batch)
+        return model(batch, **options)
     raise TypeError(f"{argument}: expected batches that are dicts of model arguments or tensors, "
                     f"got {type(batch).__name__}")
 

@@ -45,11 +45,7 @@ WARMUP = 0.05  # the share of the steps over which the learning rate rises to lr
 
 def _call(model: nn.Module, batch, hidden_states: bool = False):
     """The model's output on the batch, with the hidden states of every block if asked."""
-    if hidden_states and isinstance(batch, dict):
-        return model(**{**batch, "output_hidden_states": True})
-    if hidden_states and isinstance(batch, torch.Tensor):
-        return model(batch, output_hidden_states=True)
-    return run_batch(model, batch, "batches")
+    return run_batch(model, batch, "batches", **({"output_hidden_states": True} if hidden_states else {}))
 
 
 def _mask(batch) -> torch.Tensor | None:
