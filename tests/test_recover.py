@@ -149,3 +149,18 @@ def test_the_blocks_loss_teaches_every_block():
     before = block_errors()
     distill(student, teacher, TRAINING, steps=30, lr=1e-3, losses={"blocks": 1.0}, show_progress=False)
     assert all(after < 0.5 * b for after, b in zip(block_errors(), before))
+
+
+@pytest.mark.parametrize("cache_bytes,calls", [(recover.TEACHER_CACHE_BYTES, 4), (0, 10)])
+def test_the_teachers_outputs_are_kept_across_passes_while_they_fit(monkeypatch, cache_bytes, calls):
+    teacher = tiny_model("bert")
+    student = prunq.compress(copy.deepcopy(teacher), "2:4+int8", calibration=TRAINING, show_progress=False)
+    reference = copy.deepcopy(student)
+    monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", 0)
+    expected = distill(reference, teacher, TRAINING, steps=10, lr=1e-3, show_progress=False)
+    monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", cache_bytes)
+    forwards = []
+    teacher.register_forward_hook(lambda *args: forwards.append(1))
+    losses = distill(student, teacher, TRAINING, steps=10, lr=1e-3, show_progress=False)
+    assert len(forwards) == 2 + calls  # 2: the first batch, to check the losses and count the blocks
+    assert losses == expected
