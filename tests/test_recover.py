@@ -151,16 +151,19 @@ def test_the_blocks_loss_teaches_every_block():
     assert all(after < 0.5 * b for after, b in zip(block_errors(), before))
 
 
-@pytest.mark.parametrize("cache_bytes,calls", [(recover.TEACHER_CACHE_BYTES, 4), (0, 10)])
-def test_the_teachers_outputs_are_kept_across_passes_while_they_fit(monkeypatch, cache_bytes, calls):
+@pytest.mark.parametrize("kept,calls", [(4, 4), (2, 6), (0, 10)])
+def test_the_teachers_outputs_are_kept_across_passes_while_they_fit(monkeypatch, kept, calls):
     teacher = tiny_model("bert")
     student = prunq.compress(copy.deepcopy(teacher), "2:4+int8", calibration=TRAINING, show_progress=False)
     reference = copy.deepcopy(student)
     monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", 0)
     expected = distill(reference, teacher, TRAINING, steps=10, lr=1e-3, show_progress=False)
-    monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", cache_bytes)
+    with torch.no_grad():  # the training batches are all one shape: room for `kept` of their outputs
+        size = recover._nbytes(teacher(**TRAINING[0], output_hidden_states=True))
+    monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", kept * size)
     forwards = []
     teacher.register_forward_hook(lambda *args: forwards.append(1))
     losses = distill(student, teacher, TRAINING, steps=10, lr=1e-3, show_progress=False)
-    assert len(forwards) == 2 + calls  # 2: the first batch, to check the losses and count the blocks
+    # 2: the first batch, to check the losses and count the blocks; then 4 batches cycled over 10 steps
+    assert len(forwards) == 2 + calls
     assert losses == expected
