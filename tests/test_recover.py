@@ -159,7 +159,7 @@ def test_the_teachers_outputs_are_kept_across_passes_while_they_fit(monkeypatch,
     monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", 0)
     expected = distill(reference, teacher, TRAINING, steps=10, lr=1e-3, show_progress=False)
     with torch.no_grad():  # the training batches are all one shape: room for `kept` of their outputs
-        size = recover._nbytes(teacher(**TRAINING[0], output_hidden_states=True))
+        size = recover._nbytes(recover._call(teacher, TRAINING[0], hidden_states=True))
     monkeypatch.setattr(recover, "TEACHER_CACHE_BYTES", kept * size)
     forwards = []
     teacher.register_forward_hook(lambda *args: forwards.append(1))
