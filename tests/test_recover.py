@@ -167,3 +167,12 @@ def test_the_teachers_outputs_are_kept_across_passes_while_they_fit(monkeypatch,
     # 2: the first batch, to check the losses and count the blocks; then 4 batches cycled over 10 steps
     assert len(forwards) == 2 + calls
     assert losses == expected
+
+
+def test_a_tensor_an_output_holds_twice_is_counted_once():
+    teacher = tiny_model("bert")
+    with torch.no_grad():
+        output = recover._call(teacher, TRAINING[0], hidden_states=True)
+    assert output.last_hidden_state is output.hidden_states[-1]
+    distinct = output.hidden_states + (output.pooler_output,) if output.pooler_output is not None else output.hidden_states
+    assert recover._nbytes(output) == sum(tensor.nbytes for tensor in distinct)

@@ -54,16 +54,22 @@ def _call(model: nn.Module, batch, hidden_states: bool = False):
     return run_batch(model, batch, "batches", **({"output_hidden_states": True} if hidden_states else {}))
 
 
-def _nbytes(output) -> int:
-    """The bytes of the tensors a model output holds (in its fields, tuples of them, or itself);
-    a tensor held twice (last_hidden_state among hidden_states) counts twice."""
+def _tensors(output):
+    """The tensors a model output holds (in its fields, tuples of them, or itself)."""
     if isinstance(output, torch.Tensor):
-        return output.numel() * output.element_size()
-    if isinstance(output, (tuple, list)):
-        return sum(_nbytes(item) for item in output)
-    if isinstance(output, dict):
-        return sum(_nbytes(item) for item in output.values())
-    return 0
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for item in output:
+            yield from _tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from _tensors(item)
+
+
+def _nbytes(output) -> int:
+    """The bytes of the tensors a model output holds, each counted once (last_hidden_state is also
+    the last of hidden_states)."""
+    return sum({tensor.data_ptr(): tensor.numel() * tensor.element_size() for tensor in _tensors(output)}.values())
 
 
 class _TeacherOutputs:

@@ -43,11 +43,9 @@ def _docstrings(module_name: str):
         yield inspect.getdoc(member)
 
 
-def _prose(doc: str | None):
+def _sentences_in(doc: str | None):
     for paragraph in (doc or "").split("\n\n"):
-        for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
-            if _is_prose(sentence):
-                yield sentence
+        yield from _SENTENCE_END.split(" ".join(paragraph.split()))
 
 
 def sentences(limit: int = 512) -> list[str]:
@@ -55,19 +53,26 @@ def sentences(limit: int = 512) -> list[str]:
     found: dict[str, None] = {}
     for module_name in MODULES:
         for doc in _docstrings(module_name):
-            for sentence in _prose(doc):
+            for sentence in filter(_is_prose, _sentences_in(doc)):
                 found.setdefault(sentence)
                 if len(found) == limit:
                     return list(found)
     return list(found)
 
 
-def training_sentences(limit: int | None = None) -> list[str]:
-    """Prose sentences of the docstrings in the standard library's source (read, not imported),
-    none of which sentences() can return: text to train on, kept apart from the text evaluated on."""
-    held_out = set(sentences(10**9))
+def _is_training_prose(sentence: str) -> bool:
+    """Looser than _is_prose: names of code, quotes and brackets may stand among the words. The
+    model learns from more of the documentation's sentences; it is evaluated on plain prose."""
+    words = sentence.split()
+    if not 6 <= len(words) <= 40 or not sentence[0].isupper() or not sentence.endswith(".") or ">>>" in sentence:
+        return False
+    return sum(bool(_WORD.fullmatch(word.strip(".,;:'\"-()`"))) for word in words) >= 0.8 * len(words)
+
+
+def _documentation():
+    """The docstrings in the standard library's source (read, not imported), then the language
+    reference's text that pydoc shows (pydoc_data.topics, where the installation ships it)."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    found: dict[str, None] = {}
     for path in sorted(root.rglob("*.py")):
         if any(part in ("test", "tests", "idle_test", "site-packages") for part in path.relative_to(root).parts):
             continue
@@ -77,9 +82,23 @@ def training_sentences(limit: int | None = None) -> list[str]:
             continue
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                for sentence in _prose(ast.get_docstring(node)):
-                    if sentence not in held_out:
-                        found.setdefault(sentence)
-                        if len(found) == limit:
-                            return list(found)
+                yield ast.get_docstring(node)
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        return
+    yield from topics.values()
+
+
+def training_sentences(limit: int | None = None) -> list[str]:
+    """Sentences of the standard library's documentation (_documentation), none of which
+    sentences() can return: text to train on, kept apart from the text evaluated on."""
+    held_out = set(sentences(10**9))
+    found: dict[str, None] = {}
+    for doc in _documentation():
+        for sentence in filter(_is_training_prose, _sentences_in(doc)):
+            if sentence not in held_out:
+                found.setdefault(sentence)
+                if len(found) == limit:
+                    return list(found)
     return list(found)

@@ -42,6 +42,19 @@ def query_sentence(sentences: list[str]) -> str:
     return min(sentences, key=lambda sentence: (len(sentence.split()), len(sentence)))
 
 
+def training_batches(tokenizer, sentences: list[str], batch_size: int, device: str) -> list[dict]:
+    """The sentences tokenized in batches of near-equal token counts, so that little of a step is
+    spent on padding (half of it with random batches of the documentation's sentences), the
+    batches in a fixed random order; sentences of equal length are mixed across the sources."""
+    sentences = list(sentences)
+    random.Random(0).shuffle(sentences)
+    counts = [len(ids) for ids in tokenizer(sentences, truncation=True, max_length=128)["input_ids"]]
+    by_length = [sentences[i] for i in sorted(range(len(sentences)), key=counts.__getitem__)]
+    batches = [hf.tokenize(tokenizer, by_length[i:i + batch_size], device) for i in range(0, len(by_length), batch_size)]
+    random.Random(0).shuffle(batches)
+    return batches
+
+
 def _quantize_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
@@ -82,8 +95,7 @@ def run(model_dir: str | None, recipes: list[str], out: str, device: str, runs: 
     training = None
     if any("distill" in parse_recipe(recipe).names() for recipe in recipes):
         train = corpus.training_sentences()
-        random.Random(0).shuffle(train)  # batches mixing the modules' documentation
-        training = [hf.tokenize(tokenizer, train[i:i + batch_size], device) for i in range(0, len(train), batch_size)]
+        training = training_batches(tokenizer, train, batch_size, device)
         log(f"distillation trains on {len(train)} other sentences of the standard library's documentation")
     timed_batch = hf.tokenize(tokenizer, (evaluate * 2)[:batch_size], device, tokens, pad_to_max=True)
     query = query_sentence(evaluate)
