@@ -23,15 +23,27 @@ MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "contextl
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _WORD = re.compile(r"[A-Za-z]+")
+_CODE_MARKS = (">>>", "(", ")", "=", "_", "`", "*", "[", "]", "{", ":", "\\", "/")
+
+
+def _is_sentence(sentence: str, plain_share: float) -> bool:
+    """6 to 40 words, a capital first and a full stop last, no interpreter prompt, and at least
+    plain_share of the words plain English words (with the punctuation around them)."""
+    words = sentence.split()
+    if not 6 <= len(words) <= 40 or not sentence[0].isupper() or not sentence.endswith(".") or ">>>" in sentence:
+        return False
+    return sum(bool(_WORD.fullmatch(word.strip(".,;:'\"-()`"))) for word in words) >= plain_share * len(words)
 
 
 def _is_prose(sentence: str) -> bool:
-    words = sentence.split()
-    if not 6 <= len(words) <= 40 or not sentence[0].isupper() or not sentence.endswith("."):
-        return False
-    if any(mark in sentence for mark in (">>>", "(", ")", "=", "_", "`", "*", "[", "]", "{", ":", "\\", "/")):
-        return False
-    return sum(bool(_WORD.fullmatch(word.strip(".,;'\"-"))) for word in words) >= 0.9 * len(words)
+    """A sentence of plain prose, no mark of code in it: what fidelity is measured on."""
+    return not any(mark in sentence for mark in _CODE_MARKS) and _is_sentence(sentence, 0.9)
+
+
+def _is_training_prose(sentence: str) -> bool:
+    """Looser than _is_prose: names of code, quotes and brackets may stand among the words. The
+    model learns from more of the documentation's sentences; it is evaluated on plain prose."""
+    return _is_sentence(sentence, 0.8)
 
 
 def _docstrings(module_name: str):
@@ -58,15 +70,6 @@ def sentences(limit: int = 512) -> list[str]:
                 if len(found) == limit:
                     return list(found)
     return list(found)
-
-
-def _is_training_prose(sentence: str) -> bool:
-    """Looser than _is_prose: names of code, quotes and brackets may stand among the words. The
-    model learns from more of the documentation's sentences; it is evaluated on plain prose."""
-    words = sentence.split()
-    if not 6 <= len(words) <= 40 or not sentence[0].isupper() or not sentence.endswith(".") or ">>>" in sentence:
-        return False
-    return sum(bool(_WORD.fullmatch(word.strip(".,;:'\"-()`"))) for word in words) >= 0.8 * len(words)
 
 
 def _documentation():
