@@ -67,9 +67,10 @@ def _tensors(output):
 
 
 def _nbytes(output) -> int:
-    """The bytes of the tensors a model output holds, each counted once (last_hidden_state is also
-    the last of hidden_states)."""
-    return sum({tensor.data_ptr(): tensor.numel() * tensor.element_size() for tensor in _tensors(output)}.values())
+    """The bytes of memory a model output keeps alive: each tensor's storage, counted once
+    (last_hidden_state is also the last of hidden_states; a view keeps its whole storage)."""
+    storages = {tensor.untyped_storage().data_ptr(): tensor.untyped_storage().nbytes() for tensor in _tensors(output)}
+    return sum(storages.values())
 
 
 class _TeacherOutputs:

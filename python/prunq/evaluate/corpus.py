@@ -23,7 +23,7 @@ MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "contextl
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _WORD = re.compile(r"[A-Za-z]+")
-_CODE_MARKS = (">>>", "(", ")", "=", "_", "`", "*", "[", "]", "{", ":", "\\", "/")
+_CODE_MARKS = ("(", ")", "=", "_", "`", "*", "[", "]", "{", ":", "\\", "/")
 
 
 def _is_sentence(sentence: str, plain_share: float) -> bool:
