@@ -11,4 +11,12 @@ namespace prunq {
 void parallel_for(int64_t n, int num_threads, int64_t min_chunk,
                   const std::function<void(int64_t, int64_t)>& fn);
 
+// Runs fn(row_begin, row_end, col_begin, col_end) over a grid of `rows` x `cols` cells in at most
+// `num_threads` blocks of at least `min_cells` cells each, row bounds multiples of `row_step`
+// (but the last). Of the ways to cut the grid into that many blocks, the one whose largest block
+// is smallest is taken, cuts across cols on a tie: a GEMM whose N splits unevenly among the
+// threads (3 panels of output channels on 2 threads) splits its rows instead.
+void parallel_for_2d(int64_t rows, int64_t row_step, int64_t cols, int num_threads, int64_t min_cells,
+                     const std::function<void(int64_t, int64_t, int64_t, int64_t)>& fn);
+
 }  // namespace prunq

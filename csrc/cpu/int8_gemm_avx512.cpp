@@ -224,14 +224,16 @@ void vnni_gemm(const Int8GemmArgs& a, const uint8_t* xu, int64_t ldx) {
   const int64_t kp = vnni_padded_k(a.k);
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(kMaxRows, kRowPanelBytesPacked / kp / kMaxRows * kMaxRows);
-  // At least ~1M multiply-adds per thread before splitting pays.
-  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  // At least ~1M multiply-adds per thread before splitting pays (a cell: kMaxRows rows x a panel).
+  const int64_t min_cells =
+      std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, std::min<int64_t>(a.m, kMaxRows) * kp * kVnniPanel));
   const int64_t groups = kp / 4;
-  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
+  parallel_for_2d(a.m, kMaxRows, panels, a.num_threads, min_cells, [&](int64_t r_begin, int64_t r_end,
+                                                                       int64_t p_begin, int64_t p_end) {
     std::vector<int32_t> partial(
-        groups > kBlockGroups ? size_t(std::min(a.m, row_panel) + kMaxRows) * kVnniPanel : 0);
-    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
-      const int64_t m1 = std::min(a.m, m0 + row_panel);
+        groups > kBlockGroups ? size_t(std::min(r_end - r_begin, row_panel) + kMaxRows) * kVnniPanel : 0);
+    for (int64_t m0 = r_begin; m0 < r_end; m0 += row_panel) {
+      const int64_t m1 = std::min(r_end, m0 + row_panel);
       for (int64_t p = p_begin; p < p_end; ++p) {
         const int8_t* panel = a.w + p * kVnniPanel * kp;
         for (int64_t g = 0; g < groups; g += kBlockGroups) {

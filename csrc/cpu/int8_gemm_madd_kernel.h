@@ -110,12 +110,14 @@ void madd_gemm_typed(const Int8GemmArgs& a) {
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(MR, kMaddRowPanelBytes / (2 * ldx) / MR * MR);
   // At least ~256K multiply-adds per thread before splitting pays (measured at 11 x 384 x 384: two
-  // threads 11 us, one 18 us).
-  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
-  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
-    std::vector<int32_t> acc(size_t(std::min(a.m, row_panel)) * kPanelLanes);
-    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
-      const int64_t m1 = std::min(a.m, m0 + row_panel);
+  // threads 11 us, one 18 us; a cell: MR rows x a panel).
+  const int64_t min_cells =
+      std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, std::min<int64_t>(a.m, MR) * kp * kVnniPanel));
+  parallel_for_2d(a.m, MR, panels, a.num_threads, min_cells, [&](int64_t r_begin, int64_t r_end, int64_t p_begin,
+                                                                 int64_t p_end) {
+    std::vector<int32_t> acc(size_t(std::min(r_end - r_begin, row_panel)) * kPanelLanes);
+    for (int64_t m0 = r_begin; m0 < r_end; m0 += row_panel) {
+      const int64_t m1 = std::min(r_end, m0 + row_panel);
       for (int64_t p = p_begin; p < p_end; ++p) {
         const int8_t* panel = a.w + p * kVnniPanel * kp;
         const int64_t used = std::min<int64_t>(kVnniPanel, a.n - p * kVnniPanel);
