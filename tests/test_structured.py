@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import prunq
-from prunq.compress.structured import ffn_blocks
+from prunq.compress.structured import ffn_blocks, kept_neurons
 
 from .models import ARCHITECTURES, cosine, run, tiny_model
 
@@ -42,6 +42,18 @@ def test_the_neuron_that_does_nothing_goes_first():
     prunq.compress(model, f"ffn:{1 / 128}", show_progress=False)
     kept = model.get_submodule(block.ups[0]).weight.detach()
     assert kept.shape[0] == 127 and torch.equal(kept, torch.cat([before[:5], before[6:]]))
+
+
+@pytest.mark.parametrize("width,fraction,kept", [
+    (1536, 0.3, 1072),    # 1075.2 to the nearest multiple of 16
+    (1536, 0.6, 608),     # 614.4
+    (1536, 0.0, 1536),    # nothing removed stays nothing removed
+    (1536, 0.001, 1534),  # rounding would keep them all: the exact count instead
+    (1000, 0.3, 700),     # not a multiple of 16: exact
+    (512, 0.3, 358),      # narrow: rounding would move the share by more than 1%
+])
+def test_kept_neuron_counts(width, fraction, kept):
+    assert kept_neurons(width, fraction) == kept
 
 
 def test_ffn_composes_with_int8_and_round_trips(tmp_path):
