@@ -213,16 +213,28 @@ def test_int8_embedding_is_close_and_round_trips():
         Int8Embedding.from_embedding(nn.Linear(2, 2))
 
 
+def symmetric_int4(w: torch.Tensor) -> torch.Tensor:
+    """w [rows, dim] through the plain 4-bit grid: -7..7 times absmax / 7 per group of 32 columns."""
+    groups = nn.functional.pad(w, (0, -w.shape[1] % 32)).reshape(w.shape[0], -1, 32)
+    step = (groups.abs().amax(-1, keepdim=True) / 7).half().float().clamp_min(1e-30)
+    return ((groups / step).round().clamp(-7, 7) * step).reshape(w.shape[0], -1)[:, :w.shape[1]]
+
+
+def group_errors(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    error = nn.functional.pad((got - want) ** 2, (0, -want.shape[-1] % 32))
+    return error.reshape(*error.shape[:-1], -1, 32).sum(-1)
+
+
 @pytest.mark.parametrize("dim", [24, 64, 45])  # less than a group, whole groups, an odd width
-def test_int4_embedding_is_within_half_a_step_of_its_group(dim):
+def test_int4_embedding_does_no_worse_than_the_symmetric_grid(dim):
     embedding = nn.Embedding(50, dim, padding_idx=0)
     ids = torch.tensor([[0, 3, 49], [7, 7, 1]])
     quantized = Int4Embedding.from_embedding(embedding)
     got, want = quantized(ids), embedding(ids)
-    groups = nn.functional.pad(embedding.weight.detach(), (0, -dim % 32)).reshape(50, -1, 32)
-    step = (groups.abs().amax(-1) / 7).repeat_interleave(32, dim=1)[:, :dim][ids]
+    plain = symmetric_int4(embedding.weight.detach())[ids]
     assert got.dtype == torch.float32 and got.shape == want.shape
-    assert ((got - want).abs() <= step / 2 * 1.002 + 1e-6).all()  # half a step (the scale is float16)
+    assert (group_errors(got, want) <= group_errors(plain, want) * 1.0001 + 1e-12).all()
+    assert group_errors(got, want).sum() < 0.9 * group_errors(plain, want).sum()  # the 16th level and the search pay
     assert torch.equal(got[0, 0], torch.zeros(dim))
     copy = Int4Embedding(50, dim, padding_idx=0)
     copy.load_state_dict(quantized.state_dict())
@@ -235,6 +247,15 @@ def test_int4_embedding_is_within_half_a_step_of_its_group(dim):
     assert quantized.half()(ids).dtype == torch.float16 and quantized.w_scale.dtype == torch.float16
     with pytest.raises(ValueError, match="max_norm"):
         Int4Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))
+
+
+def test_int4_embedding_reproduces_a_group_on_its_grid():
+    """The value of largest magnitude lands on -8: a row of multiples of it / 8 comes back exact,
+    all 16 levels used."""
+    row = torch.arange(-8, 8, dtype=torch.float32).repeat(2) * -0.375 / 8  # peak +0.375 -> q = -8
+    embedding = nn.Embedding.from_pretrained(torch.stack([row, -row, torch.zeros(32)]))
+    quantized = Int4Embedding.from_embedding(embedding)
+    assert torch.equal(quantized(torch.tensor([0, 1, 2])), embedding.weight)
 
 
 def test_low_rank_linear_at_full_rank_is_the_linear():

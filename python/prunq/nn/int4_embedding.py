@@ -5,6 +5,12 @@ An eighth of the fp32 table plus the scales (all-MiniLM-L6-v2's word embeddings:
 46.9 MB): for a small encoder the table is most of the file even at int8. One scale per row is
 too coarse at 4 bits (the rows have outlier columns); per group of 32 the embeddings keep cosine
 0.996 on real text. An eager CPU lookup is one native gather; other calls unpack with torch ops.
+
+A group's values are q * scale with q in -8..7: the scale is signed so that the group's value of
+largest magnitude lands on -8 (all 16 levels used, as llama.cpp's Q4_0), then shrunk by the factor
+of CANDIDATES that gives the group the least squared error (clipping that value a little can round
+the rest more finely). One candidate is the plain symmetric -7..7 grid, so no group does worse than
+it. On all-MiniLM-L6-v2's word embeddings: 0.94% relative squared error with the plain grid, 0.67%.
 """
 
 from __future__ import annotations
@@ -18,7 +24,29 @@ from ..ops import _eager
 from .int8_embedding import check_embedding
 
 GROUP = 32
-LEVELS = 7  # values -7..7, stored + 8 in a nibble (low nibble first)
+LOW, HIGH = -8, 7  # the values, stored + 8 in a nibble (low nibble first)
+# Scales tried, as factors of (value of largest magnitude) / -8; 8 / 7 is the symmetric -7..7 grid.
+CANDIDATES = (*torch.linspace(0.84, 1.0, 9).tolist(), 8 / 7)
+
+
+def _quantize_groups(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """groups [..., GROUP] -> q [..., GROUP] int16 in LOW..HIGH and float16 scales [...], the
+    scale of each group the candidate with the least squared error (see the module's docstring)."""
+    peak = groups.gather(-1, groups.abs().argmax(-1, keepdim=True))
+    best_q = best_scale = best_error = None
+    for factor in CANDIDATES:
+        scale = (peak * (factor / LOW)).half()
+        divisor = scale.float()
+        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)  # an all-zero group: q = 0
+        q = (groups / divisor).round().clamp(LOW, HIGH)
+        error = ((q * scale.float() - groups) ** 2).sum(-1, keepdim=True)
+        if best_error is None:
+            best_q, best_scale, best_error = q, scale, error
+        else:
+            better = error < best_error
+            best_q, best_scale = torch.where(better, q, best_q), torch.where(better, scale, best_scale)
+            best_error = torch.minimum(error, best_error)
+    return best_q.to(torch.int16), best_scale.squeeze(-1)
 
 
 class Int4Embedding(nn.Module):
@@ -41,10 +69,8 @@ class Int4Embedding(nn.Module):
         module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, embedding.weight.device)
         w = embedding.weight.detach().float()
         groups = F.pad(w, (0, module.w_scale.shape[1] * GROUP - w.shape[1])).reshape(w.shape[0], -1, GROUP)
-        scale = (groups.abs().amax(-1) / LEVELS).half()
-        divisor = scale.float().clamp_min(torch.finfo(torch.float16).tiny).unsqueeze(-1)
-        q = (groups / divisor).round().clamp(-LEVELS, LEVELS).to(torch.int16).reshape(w.shape[0], -1)
-        q = F.pad(q[:, :w.shape[1]], (0, module.w_packed.shape[1] * 2 - w.shape[1])) + 8
+        q, scale = _quantize_groups(groups)
+        q = F.pad(q.reshape(w.shape[0], -1)[:, :w.shape[1]], (0, module.w_packed.shape[1] * 2 - w.shape[1])) - LOW
         module.w_packed.copy_((q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))
         module.w_scale.copy_(scale)
         return module
