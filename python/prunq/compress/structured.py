@@ -8,12 +8,12 @@ updated).
 
     ffn:F   the fraction F (0 <= F < 1) of every block's feed-forward neurons removed, the same
             number in each block (the config holds one intermediate size), the count kept
-            rounded to a multiple of 16 in blocks of 1024 neurons or more (kept_neurons). A neuron's importance
-            is the L2 norm of its activation over the calibration data (the input of the down
-            projection) times the norm of its column of the down projection; without data, the
-            norms of its rows of the up projections instead of its activation. With data, the
-            down projection is then refitted by least squares to the neurons kept, so that it
-            reproduces on the calibration inputs what the whole layer gave.
+            rounded to a multiple of 16 in blocks of 1024 neurons or more (kept_neurons). A
+            neuron's importance is the L2 norm of its activation over the calibration data (the
+            input of the down projection) times the norm of its column of the down projection;
+            without data, the norms of its rows of the up projections instead of its activation.
+            With data, the down projection is then refitted by least squares to the neurons
+            kept, so that it reproduces on the calibration inputs what the whole layer gave.
 
 Blocks are found by name: BERT (intermediate.dense / output.dense, config.intermediate_size),
 GPT-2 (mlp.c_fc / mlp.c_proj, Conv1D, config.n_inner) and Llama (mlp.gate_proj, mlp.up_proj /

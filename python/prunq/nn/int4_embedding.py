@@ -4,13 +4,14 @@ scale per group of GROUP consecutive columns of a row.
 An eighth of the fp32 table plus the scales (all-MiniLM-L6-v2's word embeddings: 6.6 MB against
 46.9 MB): for a small encoder the table is most of the file even at int8. One scale per row is
 too coarse at 4 bits (the rows have outlier columns); per group of 32 the embeddings keep cosine
-0.996 on real text. An eager CPU lookup is one native gather; other calls unpack with torch ops.
+0.997 on real text. An eager CPU lookup is one native gather; other calls unpack with torch ops.
 
 A group's values are q * scale with q in -8..7: the scale is signed so that the group's value of
-largest magnitude lands on -8 (all 16 levels used, as llama.cpp's Q4_0), then shrunk by the factor
-of CANDIDATES that gives the group the least squared error (clipping that value a little can round
+largest magnitude lands on -8 (all 16 levels used, as llama.cpp's Q4_0), times the factor of
+CANDIDATES that gives the group the least squared error (clipping that value a little can round
 the rest more finely). One candidate is the plain symmetric -7..7 grid, so no group does worse than
-it. On all-MiniLM-L6-v2's word embeddings: 0.94% relative squared error with the plain grid, 0.67%.
+it. On all-MiniLM-L6-v2's word embeddings: 0.94% relative squared error with the plain grid, 0.67%
+(sentence-embedding cosine 0.9959 and 0.9972).
 """
 
 from __future__ import annotations
