@@ -114,6 +114,7 @@ def test_calibration_runs_batches_through_the_model():
     ("csr:1.5", r"\(0, 1\]"),
     ("int8+int8-weight-only", "quantizes twice"), ("emb8+emb4", "choose emb8 or emb4"), ("2:4+2:4", "two 2:4 steps"), ("lowrank:2", r"\(0, 1\]"),
     ("lowrank:half", "expects a number"), ("int4", "unknown step"), ("", "expected a string"),
+    ("int8:w3", "':w4'"), ("2:4+int8:w4", "'int8:w4' takes linear layers, which 2:4 has already turned"),
 ])
 def test_bad_recipes_are_clear_errors(recipe, message):
     model = tiny_model("bert")

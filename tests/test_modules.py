@@ -7,10 +7,11 @@ from torch._dynamo.testing import AotEagerAndRecordGraphs
 from torch.nn import functional as F
 
 from prunq._backend import use_backend
+from prunq.formats import int4
 from prunq.nn import AddLayerNorm, AddRMSNorm, Int4Embedding, Int8Embedding, Int8Linear, LowRankLinear
 
 from prunq.ops._library import HAS_TRITON_OP
-from prunq.ops.int8_gemm import int8_weight_only_linear_ref
+from prunq.ops.int8_gemm import int8_dynamic_linear_prepacked_ref, int8_weight_only_linear_ref
 
 from .conftest import requires_cuda
 from .tolerances import MIN_SQNR_DB, WEIGHT_ONLY
@@ -188,9 +189,58 @@ def test_compiled_modules_on_cuda_trace_into_the_triton_kernels(name):
     assert "triton_kernel_wrapper" in recorder.fw_graphs[0].code
 
 
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+@pytest.mark.parametrize("shape", [(0, 37), (1, 37), (2, 9, 37)])
+def test_int8_linear_with_four_bit_weights_is_the_int8_kernel_on_16_levels(mode, shape):
+    linear = nn.Linear(37, 130)
+    module = Int8Linear.from_linear(linear, mode=mode, weight_bits=4)
+    w = linear.weight.detach()
+    # Each row's value of largest magnitude lands exactly on -8 (its scale is signed).
+    peak = w.gather(1, w.abs().argmax(1, keepdim=True)).squeeze(1)
+    torch.testing.assert_close(module.w_scale, peak / -8)
+    assert module.w_q.min() >= -8 and module.w_q.max() <= 7 and ((module.w_q == -8).sum(1) >= 1).all()
+    # Within the grid a value rounds to the nearest level; past +7.5 steps it clips to +7.
+    error, step = (module.w_q.float() * module.w_scale[:, None] - w).abs(), module.w_scale.abs()[:, None]
+    inside = w / module.w_scale[:, None] <= 7.5
+    assert error[inside].le((step / 2 + 1e-6).expand_as(w)[inside]).all() and error.le(step + 1e-6).all()
+    x = torch.randn(*shape)
+    want = (int8_dynamic_linear_prepacked_ref if mode == "dynamic" else int8_weight_only_linear_ref)(
+        x, module.w_q, module.w_scale, module.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), want, rtol=1e-5, atol=1e-5)
+    assert "weight_bits=4" in repr(module)
+
+
+def test_four_bit_values_known_answer_and_packing():
+    q, scale = int4.quantize_signed(torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0], [3.0, 0.0, -1.0]]))
+    assert q.tolist() == [[4, -8, 2], [0, 0, 0], [-8, 0, 3]] and scale.tolist() == [0.25, 0.0, -0.375]
+    values = torch.randint(-8, 8, (5, 7), dtype=torch.int8)
+    packed = int4.pack(values)
+    assert packed.shape == (5, 4) and packed.dtype == torch.uint8
+    assert torch.equal(int4.unpack(packed, 7), values)
+
+
+def test_int8_linear_with_four_bit_weights_saves_nibbles():
+    module = Int8Linear.from_linear(nn.Linear(37, 20), weight_bits=4)
+    state = module.state_dict()
+    assert set(state) == {"w_q4", "w_scale", "bias"}
+    assert state["w_q4"].shape == (20, 19) and state["w_q4"].dtype == torch.uint8
+    fresh = Int8Linear(37, 20, weight_bits=4)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.w_q, module.w_q) and fresh.config() == module.config()
+    x = torch.randn(3, 37)
+    assert torch.equal(fresh(x), module(x))
+    with pytest.raises(RuntimeError, match="w_q4: expected"):
+        fresh.load_state_dict({**state, "w_q4": state["w_q4"][:, :18]})
+    with pytest.raises(RuntimeError, match="w_q"):
+        Int8Linear(37, 20).load_state_dict(state)  # an 8-bit module finds no w_q
+
+
 def test_int8_linear_rejects_bad_arguments():
     with pytest.raises(ValueError, match="^mode:"):
         Int8Linear(4, 4, mode="int4")
+    with pytest.raises(ValueError, match="^weight_bits:"):
+        Int8Linear(4, 4, weight_bits=2)
     with pytest.raises(TypeError, match="^linear:"):
         Int8Linear.from_linear(nn.Conv1d(4, 4, 1))
 

@@ -5,16 +5,18 @@ import torch
 
 import prunq
 from prunq.compress.qat import FakeQuantLinear
+from prunq.nn import Int8Linear
 
 from .models import run, tiny_model
 
 IDS = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(1))
 
 
-def test_the_converted_int8_model_computes_what_the_fake_quant_model_trained():
+@pytest.mark.parametrize("recipe", ["int8", "int8:w4"])
+def test_the_converted_int8_model_computes_what_the_fake_quant_model_trained(recipe):
     torch.manual_seed(0)
     model = tiny_model("bert")
-    prunq.compress.prepare_qat(model, "int8")
+    prunq.compress.prepare_qat(model, recipe)
     layers = [m for m in model.modules() if isinstance(m, FakeQuantLinear)]
     assert layers
     # A few steps of training move the shadow weights; the conversion must follow them.
@@ -29,17 +31,20 @@ def test_the_converted_int8_model_computes_what_the_fake_quant_model_trained():
         fake = run(model, IDS)
         prunq.compress.convert(model)
         assert not any(isinstance(m, FakeQuantLinear) for m in model.modules())
+        bits = {m.weight_bits for m in model.modules() if isinstance(m, Int8Linear)}
+        assert bits == {4 if recipe == "int8:w4" else 8}
         converted = run(model, IDS)
     # The integer products are exact on both sides; only the fp32 rounding of the scales differs,
     # far below one quantization step of any activation.
     torch.testing.assert_close(converted, fake, rtol=1e-4, atol=1e-4)
 
 
-def test_one_layer_is_exactly_the_int8_kernel():
+@pytest.mark.parametrize("weight_bits", [8, 4])
+def test_one_layer_is_exactly_the_int8_kernel(weight_bits):
     torch.manual_seed(1)
     linear = torch.nn.Linear(37, 11)
     x = torch.randn(5, 37)
-    layer = FakeQuantLinear(linear)
+    layer = FakeQuantLinear(linear, weight_bits=weight_bits)
     with torch.no_grad():
         torch.testing.assert_close(layer.converted()(x), layer(x), rtol=1e-5, atol=1e-5)
 

@@ -19,7 +19,7 @@ TRAINING = [{"input_ids": torch.randint(0, 100, (4, 9), generator=torch.Generato
 
 
 @pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "2:4+int8", "2:4", "csr:0.6+int8", "csr:0.8",
-                                    "binary:connect", "lowrank:0.5+int8", "heads:0.25+ffn:0.25+int8+emb8"])
+                                    "binary:connect", "lowrank:0.5+int8", "heads:0.25+ffn:0.25+int8+emb8", "int8:w4"])
 def test_the_training_form_computes_what_the_kernels_compute(recipe):
     model = prunq.compress(tiny_model("bert"), recipe, calibration=TRAINING, show_progress=False)
     expected = run(model, IDS)
@@ -31,6 +31,8 @@ def test_the_training_form_computes_what_the_kernels_compute(recipe):
     back = prunq.compress.convert(trained)
     torch.testing.assert_close(run(back, IDS), expected, atol=2e-4, rtol=1e-3)
     assert [type(m) for m in back.modules()] == [type(m) for m in model.modules()]
+    assert [m.config() for m in back.modules() if isinstance(m, Int8Linear)] == [
+        m.config() for m in model.modules() if isinstance(m, Int8Linear)]
 
 
 def test_the_training_form_of_an_xnor_layer_computes_what_it_computes():
@@ -43,7 +45,7 @@ def test_the_training_form_of_an_xnor_layer_computes_what_it_computes():
 
 
 @pytest.mark.parametrize("kind,recipe", [("bert", "heads:0.5+ffn:0.5+int8"), ("gpt2", "2:4+int8"),
-                                         ("llama", "lowrank:0.5")])
+                                         ("llama", "lowrank:0.5"), ("bert", "heads:0.5+int8:w4")])
 def test_distillation_lowers_the_loss_it_optimises_and_keeps_the_kernels(kind, recipe):
     teacher = tiny_model(kind)
     student = prunq.compress(copy.deepcopy(teacher), recipe, calibration=TRAINING, show_progress=False)

@@ -14,7 +14,8 @@ from .models import ARCHITECTURES, run, tiny_model
 IDS = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "int8+emb8", "int8+emb4", "lowrank:0.5+int8"])
+@pytest.mark.parametrize("recipe", ["int8", "int8-weight-only", "int8+emb8", "int8+emb4", "lowrank:0.5+int8",
+                                    "int8:w4", "int8-weight-only:w4"])
 @pytest.mark.parametrize("kind", ARCHITECTURES)
 def test_round_trip_gives_identical_outputs(tmp_path, kind, recipe):
     model = prunq.compress(tiny_model(kind), recipe, show_progress=False)
@@ -23,6 +24,16 @@ def test_round_trip_gives_identical_outputs(tmp_path, kind, recipe):
     loaded = prunq.load(path, tiny_model(kind, seed=5))  # different float weights: all must come from the file
     assert torch.equal(run(loaded, IDS), run(model, IDS))
     assert loaded.prunq_compression["modules"] == model.prunq_compression["modules"]
+
+
+def test_four_bit_weights_are_saved_as_half_the_bytes(tmp_path):
+    sizes = {}
+    for recipe in ("int8", "int8:w4"):
+        model = prunq.compress(tiny_model("bert"), recipe, show_progress=False)
+        prunq.save(model, tmp_path / f"{recipe}.safetensors")
+        sizes[recipe] = (tmp_path / f"{recipe}.safetensors").stat().st_size
+    weight_bytes = sum(m.w_q.numel() for m in model.modules() if isinstance(m, Int8Linear))
+    assert sizes["int8"] - sizes["int8:w4"] > 0.45 * weight_bytes
 
 
 def test_float_model_round_trip(tmp_path):

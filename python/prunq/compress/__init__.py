@@ -103,9 +103,9 @@ def _statistics_before_renaming(plan: Recipe) -> set[str]:
     first pass that replaces layers by others."""
     kinds: set[str] = set()
     for step in plan.steps:
-        if LINEAR in step.kind.makes:
+        if LINEAR in step.makes:
             kinds |= step.kind.statistics(step.argument)
-        if step.kind.renames or step.kind.makes.get(LINEAR, LINEAR) != LINEAR:
+        if step.kind.renames or step.makes.get(LINEAR, LINEAR) != LINEAR:
             break
     return kinds
 

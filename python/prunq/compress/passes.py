@@ -42,6 +42,10 @@ class Pass:
             raise ValueError(f"recipe: {name!r} takes no ':' argument, got {name}:{value}")
         return name
 
+    def makes_of(self, argument) -> dict[str, str]:
+        """What the step with this argument makes of each kind of layer (default: makes)."""
+        return self.makes
+
     def statistics(self, argument) -> frozenset[str]:
         """Input statistics it uses when calibration data is given ("gram", "absmax", "norm")."""
         return frozenset()

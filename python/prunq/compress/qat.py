@@ -3,7 +3,8 @@
     prepare_qat(model, recipe="int8", include=None, exclude=DEFAULT_EXCLUDE) -> model
         swaps the selected nn.Linear layers for training layers that run the kernel modules'
         arithmetic in float: "int8", FakeQuantLinear (int8 weights per output channel and int8
-        activations per token, as Int8Linear(mode="dynamic")); "binary" and "binary:connect",
+        activations per token, as Int8Linear(mode="dynamic")); "int8:w4", the same with the
+        weights on 4 bits (Int8Linear(weight_bits=4)); "binary" and "binary:connect",
         BinarizedLinear. Rounding passes gradients straight through.
     prunq.compress.convert(model) -> model
         turns the training layers into Int8Linear / BinaryLinear with the same outputs (int8:
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..formats import int4
 from ..formats.int8 import quantize_weight
 from ..nn import Int8Linear
 from ..ops.int8_gemm import quantize_per_token_ref
@@ -32,36 +34,47 @@ def fake_quantize(t: torch.Tensor) -> torch.Tensor:
     return t + (q.float() * scale.unsqueeze(-1) - t).detach()
 
 
+def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """w rounded per output channel as Int8Linear(weight_bits=bits) stores it, with the gradient
+    of the identity."""
+    if bits == 8:
+        return fake_quantize(w)
+    q, scale = int4.quantize_signed(w.detach())
+    return w + (q.float() * scale.unsqueeze(-1) - w).detach()
+
+
 class FakeQuantLinear(TrainingLinear):
     """A Linear trained for Int8Linear: y = act(fq(x * x_channel_scale) @ fq(W).T + bias), fq the
     per-row int8 rounding of Int8Linear (weights per output channel, activations per token; the
     activations stay float in mode "weight_only"), x_channel_scale SmoothQuant's fixed factors
-    (none by default) and act the GELU an Int8Linear may run in its epilogue."""
+    (none by default), act the GELU an Int8Linear may run in its epilogue, and W rounded to
+    weight_bits (8, or 4 for Int8Linear(weight_bits=4))."""
 
     def __init__(self, linear: nn.Linear, mode: str = "dynamic", activation: str = "none",
-                 x_channel_scale: torch.Tensor | None = None):
+                 x_channel_scale: torch.Tensor | None = None, weight_bits: int = 8):
         super().__init__(linear)
-        self.mode, self.activation = mode, activation
+        self.mode, self.activation, self.weight_bits = mode, activation, weight_bits
         self.register_buffer("x_channel_scale", None if x_channel_scale is None else x_channel_scale.detach().clone())
 
     @classmethod
     def from_int8(cls, module: Int8Linear) -> FakeQuantLinear:
         """The training form of an Int8Linear: its dequantized weight as the shadow weight."""
         linear = linear_from(module.w_q.float() * module.w_scale[:, None], module.bias)
-        return cls(linear, module.mode, module.activation, module.x_channel_scale)
+        return cls(linear, module.mode, module.activation, module.x_channel_scale, module.weight_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.x_channel_scale is not None:
             x = x * self.x_channel_scale
         if self.mode == "dynamic":
             x = fake_quantize(x)
-        y = nn.functional.linear(x, fake_quantize(self.weight), self.bias)
+        y = nn.functional.linear(x, fake_quantize_weight(self.weight, self.weight_bits), self.bias)
         return nn.functional.gelu(y) if self.activation == "gelu" else y
 
     def converted(self) -> Int8Linear:
         module = Int8Linear(self.in_features, self.out_features, self.bias is not None, self.mode, self.weight.device,
-                            activation=self.activation, smooth=self.x_channel_scale is not None)
-        w_q, w_scale = quantize_weight(self.weight.detach().float())
+                            activation=self.activation, smooth=self.x_channel_scale is not None,
+                            weight_bits=self.weight_bits)
+        w_q, w_scale = quantize_weight(self.weight.detach().float(), self.weight_bits)
         with torch.no_grad():
             module.w_q.copy_(w_q)
             module.w_scale.copy_(w_scale)
@@ -74,6 +87,7 @@ class FakeQuantLinear(TrainingLinear):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 fake-quant ({self.mode}"
+                f"{', 4-bit weights' if self.weight_bits == 4 else ''}"
                 f"{', ' + self.activation if self.activation != 'none' else ''}"
                 f"{', smoothed' if self.x_channel_scale is not None else ''})")
 
@@ -85,6 +99,7 @@ def prepare_qat(model: nn.Module, recipe: str = "int8", include: Iterable[str] |
     place, and returns the model. ValueError naming the recipe or the patterns when nothing fits."""
     if recipe in ("binary", "binary:xnor", "binary:connect"):
         return binarize(model, include, exclude, binarize_x=recipe != "binary:connect")
-    if recipe != "int8":
-        raise ValueError(f"recipe: prepare_qat takes 'int8', 'binary' or 'binary:connect', got {recipe!r}")
-    return swap_selected_linears(model, include, exclude, FakeQuantLinear)
+    if recipe not in ("int8", "int8:w4"):
+        raise ValueError(f"recipe: prepare_qat takes 'int8', 'int8:w4', 'binary' or 'binary:connect', got {recipe!r}")
+    bits = 4 if recipe == "int8:w4" else 8
+    return swap_selected_linears(model, include, exclude, lambda linear: FakeQuantLinear(linear, weight_bits=bits))

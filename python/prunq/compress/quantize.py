@@ -2,7 +2,9 @@
 activations quantized per token) moves the activations' outlier channels into the weights
 (SmoothQuant) when calibration data is given, and runs BERT's intermediate GELU in the GEMM's
 epilogue. After 2:4 or csr, the sparse layers' kept values become int8 with per-channel scales
-(weight-only in both modes: no kernel multiplies int8 activations by a sparse weight)."""
+(weight-only in both modes: no kernel multiplies int8 activations by a sparse weight).
+":w4" (int8:w4, int8-weight-only:w4) puts the weights on 16 levels, saved at 4 bits
+(Int8Linear(weight_bits=4)); dense layers only: the sparse formats store 8-bit values."""
 
 from __future__ import annotations
 
@@ -23,19 +25,25 @@ class Quantize(Pass):
     makes = {LINEAR: INT8_LINEAR, SPARSE24: SPARSE24, CSR: CSR}
     repeated = f"quantizes twice; choose one of {', '.join(MODES)}"
 
-    def parse(self, name: str, value: str) -> str:
-        super().parse(name, value)
-        return MODES[name]
+    def parse(self, name: str, value: str) -> tuple[str, int]:
+        if value not in ("", "w4"):
+            raise ValueError(f"recipe: {name!r} takes ':w4' (weights on 4 bits) or nothing, got {name}:{value}")
+        return MODES[name], 4 if value else 8
 
-    def statistics(self, mode):
-        return frozenset({"absmax"} if mode == "dynamic" else ())
+    def makes_of(self, argument):
+        return {LINEAR: INT8_LINEAR} if argument[1] == 4 else self.makes
 
-    def run(self, context: Context, mode: str) -> None:
+    def statistics(self, argument):
+        return frozenset({"absmax"} if argument[0] == "dynamic" else ())
+
+    def run(self, context: Context, argument: tuple[str, int]) -> None:
+        mode, bits = argument
         names = context.layers[LINEAR]
-        context.collect(self.statistics(mode), names)
+        context.collect(self.statistics(argument), names)
         for name in progress(names, f"{context.recipe} quantize", context.show_progress):
             absmax = context.statistic("absmax", name) if mode == "dynamic" else None
-            module = replace(context.model, name, lambda m: Int8Linear.from_linear(as_linear(m), mode, absmax))
+            module = replace(context.model, name, lambda m: Int8Linear.from_linear(as_linear(m), mode, absmax,
+                                                                                 weight_bits=bits))
             context.modules[name] = module.config()
         context.layers[INT8_LINEAR], context.layers[LINEAR] = names, []
         for name in context.layers.get(SPARSE24, []) + context.layers.get(CSR, []):

@@ -2,6 +2,8 @@
 
     int8               Linear -> Int8Linear(mode="dynamic"): int8 weights and activations
     int8-weight-only   Linear -> Int8Linear(mode="weight_only")
+    int8:w4            the same with the weights on 16 levels per channel, saved at 4 bits (half
+                       the file; the same int8 kernels, so the same speed); also int8-weight-only:w4
     lowrank:R          Linear -> LowRankLinear keeping R of the weight's parameters (0 < R <= 1)
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
     emb4               Embedding -> Int4Embedding: 4-bit values, a float16 scale per 32 columns
@@ -44,6 +46,10 @@ class Step:
     kind: Pass
     argument: object
 
+    @property
+    def makes(self) -> dict[str, str]:
+        return self.kind.makes_of(self.argument)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -81,13 +87,13 @@ def _check_kinds(text: str, steps: list[Step]) -> None:
     """Each pass must find layers of a kind it takes, left by the model or an earlier pass."""
     available = dict.fromkeys(FLOAT_KINDS, "the model")
     for index, step in enumerate(steps):
-        takes = [kind for kind in step.kind.makes if kind in available]
-        if step.kind.makes and not takes:
-            wanted = next(iter(step.kind.makes))
-            made = [earlier.text for earlier in steps[:index] if wanted in earlier.kind.makes]
+        takes = [kind for kind in step.makes if kind in available]
+        if step.makes and not takes:
+            wanted = next(iter(step.makes))
+            made = [earlier.text for earlier in steps[:index] if wanted in earlier.makes]
             raise ValueError(f"recipe: {text!r}: {step.text!r} takes {wanted} layers, which "
                              f"{made[-1] if made else 'no earlier step'} has already turned into something else")
         for kind in takes:
             del available[kind]
         for kind in takes:
-            available[step.kind.makes[kind]] = step.text
+            available[step.makes[kind]] = step.text

@@ -13,16 +13,20 @@ from __future__ import annotations
 import torch
 
 from .. import _native
+from . import int4
 
 
-def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_weight(w: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0.
     Per-channel weight quantization is per-row quantization of w [N, K]: the same math as
-    quantize_per_token, run once in plain PyTorch."""
+    quantize_per_token, run once in plain PyTorch. bits=4: w_q on the 16 levels -8..7 with a
+    signed scale (prunq.formats.int4), still int8 for the kernels."""
     from ..ops.int8_gemm import quantize_per_token_ref
 
     if w.dim() != 2:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
+    if bits == 4:
+        return int4.quantize_signed(w.detach().float())
     return quantize_per_token_ref(w.detach())
 
 

@@ -22,32 +22,12 @@ from torch.nn import functional as F
 
 from .. import _native
 from ..ops import _eager
+from ..formats import int4
 from .int8_embedding import check_embedding
 
 GROUP = 32
-LOW, HIGH = -8, 7  # the values, stored + 8 in a nibble (low nibble first)
 # Scales tried, as factors of (value of largest magnitude) / -8; 8 / 7 is the symmetric -7..7 grid.
 CANDIDATES = (*torch.linspace(0.84, 1.0, 9).tolist(), 8 / 7)
-
-
-def _quantize_groups(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """groups [..., GROUP] -> q [..., GROUP] int16 in LOW..HIGH and float16 scales [...], the
-    scale of each group the candidate with the least squared error (see the module's docstring)."""
-    peak = groups.gather(-1, groups.abs().argmax(-1, keepdim=True))
-    best_q = best_scale = best_error = None
-    for factor in CANDIDATES:
-        scale = (peak * (factor / LOW)).half()
-        divisor = scale.float()
-        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)  # an all-zero group: q = 0
-        q = (groups / divisor).round().clamp(LOW, HIGH)
-        error = ((q * scale.float() - groups) ** 2).sum(-1, keepdim=True)
-        if best_error is None:
-            best_q, best_scale, best_error = q, scale, error
-        else:
-            better = error < best_error
-            best_q, best_scale = torch.where(better, q, best_q), torch.where(better, scale, best_scale)
-            best_error = torch.minimum(error, best_error)
-    return best_q.to(torch.int16), best_scale.squeeze(-1)
 
 
 class Int4Embedding(nn.Module):
@@ -70,9 +50,8 @@ class Int4Embedding(nn.Module):
         module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, embedding.weight.device)
         w = embedding.weight.detach().float()
         groups = F.pad(w, (0, module.w_scale.shape[1] * GROUP - w.shape[1])).reshape(w.shape[0], -1, GROUP)
-        q, scale = _quantize_groups(groups)
-        q = F.pad(q.reshape(w.shape[0], -1)[:, :w.shape[1]], (0, module.w_packed.shape[1] * 2 - w.shape[1])) - LOW
-        module.w_packed.copy_((q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))
+        q, scale = int4.quantize_signed(groups, CANDIDATES, torch.float16)
+        module.w_packed.copy_(int4.pack(q.reshape(w.shape[0], -1)[:, :w.shape[1]]))
         module.w_scale.copy_(scale)
         return module
 
@@ -98,9 +77,9 @@ class Int4Embedding(nn.Module):
                                                   _eager.DTYPE_CODES[self.out_dtype], torch.get_num_threads())
             return out
         packed = F.embedding(ids, w)
-        values = torch.stack([packed & 15, packed >> 4], dim=-1).flatten(-2)[..., :self.embedding_dim]
+        values = int4.unpack(packed, self.embedding_dim)
         scale = F.embedding(ids, self.w_scale).repeat_interleave(GROUP, dim=-1)[..., :self.embedding_dim]
-        return ((values.to(torch.int16) - 8).to(torch.float32) * scale.float()).to(self.out_dtype)
+        return (values.to(torch.float32) * scale.float()).to(self.out_dtype)
 
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""

@@ -10,6 +10,10 @@ outlier channels that inflate every token's quantization step. With input_absmax
 are rescaled by s[k] = absmax_x[k]^alpha / absmax_w[k]^(1 - alpha): w's columns are multiplied by
 s before quantization and x's columns by 1 / s (x_channel_scale) inside the quantization kernel,
 which leaves x @ w.T unchanged and evens out the ranges both sides are quantized over.
+
+weight_bits=4: w_q holds only the 16 levels -8..7 per channel (a signed scale: prunq.formats.int4)
+and is saved as packed nibbles (state_dict key w_q4, half the bytes); in memory it stays int8 and
+runs on the same kernels, so it is as fast as 8-bit weights and trades precision for file size.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..formats import int4
 from ..formats.int8 import quantize_weight, vnni_pack, weight_only_pack
 from ..ops import _eager
 from ..ops.int8_gemm import direct_linear
 
 MODES = ("dynamic", "weight_only")
 ACTIVATIONS = ("none", "gelu")
+WEIGHT_BITS = (8, 4)
 # What an eager CPU call straight into prunq._C is bound to (see _bind_direct).
 _DIRECT_STATE = frozenset({"w_q", "w_packed", "w_colsum", "w_scale", "bias", "x_channel_scale", "activation", "mode"})
 
@@ -42,11 +48,12 @@ def smoothing_factors(input_absmax: torch.Tensor, w: torch.Tensor, alpha: float)
 
 class Int8Linear(nn.Module):
     """y = x @ (w_q * w_scale[:, None]).T + bias. state_dict: w_q [N, K] int8, w_scale [N] fp32,
-    bias [N] fp32 (if any). The CPU kernel's packed copy of w_q is rebuilt after loading a
-    state_dict or moving the module, never saved."""
+    bias [N] fp32 (if any); with weight_bits=4, w_q4 [N, ceil(K / 2)] uint8 in place of w_q. The
+    CPU kernel's packed copy of w_q is rebuilt after loading a state_dict or moving the module,
+    never saved."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, mode: str = "dynamic", device=None,
-                 activation: str = "none", smooth: bool = False):
+                 activation: str = "none", smooth: bool = False, weight_bits: int = 8):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -55,7 +62,10 @@ class Int8Linear(nn.Module):
                              f"got {activation!r} in mode {mode!r}")
         if smooth and mode != "dynamic":
             raise ValueError(f"smooth: channel smoothing needs mode='dynamic', got mode {mode!r}")
+        if weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits: expected 8 or 4, got {weight_bits!r}")
         self.in_features, self.out_features, self.mode, self.activation = in_features, out_features, mode, activation
+        self.weight_bits = weight_bits
         self.register_buffer("w_q", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("w_scale", torch.zeros(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
@@ -67,20 +77,20 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str = "dynamic", input_absmax: torch.Tensor | None = None,
-                    alpha: float = 0.5) -> Int8Linear:
+                    alpha: float = 0.5, weight_bits: int = 8) -> Int8Linear:
         """input_absmax [in_features]: max |x[:, k]| over calibration inputs, for SmoothQuant with
         migration strength alpha (dynamic mode only)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear: expected an nn.Linear, got {type(linear).__name__}")
         smooth = input_absmax is not None
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode, linear.weight.device,
-                     smooth=smooth)
+                     smooth=smooth, weight_bits=weight_bits)
         w = linear.weight.detach().float()
         if smooth:
             s = smoothing_factors(input_absmax.to(w.device), w, alpha)
             w = w * s
             module.x_channel_scale.copy_(1 / s)
-        w_q, w_scale = quantize_weight(w)
+        w_q, w_scale = quantize_weight(w, weight_bits)
         module.w_q.copy_(w_q)
         module.w_scale.copy_(w_scale)
         if linear.bias is not None:
@@ -92,7 +102,25 @@ class Int8Linear(nn.Module):
         """The constructor arguments that rebuild this module's shape (for prunq.load)."""
         return {"type": "Int8Linear", "in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, "mode": self.mode, "activation": self.activation,
-                "smooth": self.x_channel_scale is not None}
+                "smooth": self.x_channel_scale is not None, "weight_bits": self.weight_bits}
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.weight_bits == 4:
+            destination[prefix + "w_q4"] = int4.pack(destination.pop(prefix + "w_q"))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        packed = state_dict.pop(prefix + "w_q4", None) if self.weight_bits == 4 else None
+        if packed is not None:
+            shape = (self.out_features, (self.in_features + 1) // 2)
+            if packed.dtype != torch.uint8 or tuple(packed.shape) != shape:
+                error_msgs.append(f"{prefix}w_q4: expected {shape} uint8 (4-bit weights, two to a byte), got "
+                                  f"{tuple(packed.shape)} {packed.dtype}")
+            else:
+                state_dict[prefix + "w_q"] = int4.unpack(packed, self.in_features).to(self.w_q.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @staticmethod
     def _repack_after_load(module, incompatible_keys) -> None:  # a named function: modules stay picklable
@@ -150,4 +178,5 @@ class Int8Linear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, mode={self.mode}"
                 + (f", activation={self.activation}" if self.activation != "none" else "")
-                + (", smooth=True" if self.x_channel_scale is not None else ""))
+                + (", smooth=True" if self.x_channel_scale is not None else "")
+                + (", weight_bits=4" if self.weight_bits == 4 else ""))

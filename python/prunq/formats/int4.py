@@ -1,0 +1,50 @@
+"""Signed 4-bit values, two to a byte: Int4Embedding's tables and the weights of an Int8Linear
+stored on 16 levels (weight_bits=4).
+
+A row (or group) of values is stored as q * scale with q in LOW..HIGH: the scale is signed so that
+the value of largest magnitude lands on LOW (all 16 levels used, as llama.cpp's Q4_0). In a byte,
+q + 8 of the even column is the low nibble, of the odd column the high one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+LOW, HIGH = -8, 7
+
+
+def quantize_signed(values: torch.Tensor, factors=(1.0,),
+                    scale_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """values [..., n] -> (q [..., n] int8 in LOW..HIGH, scale [...] of scale_dtype). The scale is
+    (value of largest magnitude) / LOW times the one of `factors` that gives the row the least
+    squared error (a factor under 1 clips that value a little to round the rest more finely);
+    rows of zeros get scale 0."""
+    peak = values.gather(-1, values.abs().argmax(-1, keepdim=True))
+    best = None
+    for factor in factors:
+        scale = (peak * (factor / LOW)).to(scale_dtype)
+        divisor = scale.float()
+        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)  # a row of zeros: q = 0
+        q = (values / divisor).round().clamp(LOW, HIGH)
+        if len(factors) == 1:
+            return q.to(torch.int8), scale.squeeze(-1)
+        error = ((q * scale.float() - values) ** 2).sum(-1, keepdim=True)
+        if best is None:
+            best = q, scale, error
+        else:
+            better = error < best[2]
+            best = torch.where(better, q, best[0]), torch.where(better, scale, best[1]), torch.minimum(error, best[2])
+    return best[0].to(torch.int8), best[1].squeeze(-1)
+
+
+def pack(q: torch.Tensor) -> torch.Tensor:
+    """q [..., n] in LOW..HIGH -> [..., ceil(n / 2)] uint8."""
+    stored = F.pad(q.to(torch.int16) - LOW, (0, q.shape[-1] % 2))
+    return (stored[..., 0::2] | (stored[..., 1::2] << 4)).to(torch.uint8)
+
+
+def unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """[..., ceil(n / 2)] uint8 -> q [..., n] int8 in LOW..HIGH."""
+    stored = torch.stack([packed & 15, packed >> 4], dim=-1).flatten(-2)[..., :n]
+    return (stored.to(torch.int16) + LOW).to(torch.int8)
