@@ -234,6 +234,14 @@ def test_int8_linear_with_four_bit_weights_saves_nibbles():
         fresh.load_state_dict({**state, "w_q4": state["w_q4"][:, :18]})
     with pytest.raises(RuntimeError, match="w_q"):
         Int8Linear(37, 20).load_state_dict(state)  # an 8-bit module finds no w_q
+    eight_bit = Int8Linear.from_linear(nn.Linear(37, 20)).state_dict()
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "w_q4"[\s\S]*Unexpected key\(s\) in '
+                                            r'state_dict: "w_q"'):
+        fresh.load_state_dict(eight_bit)  # 8-bit weights do not fit on 16 levels
+    assert torch.equal(fresh.w_q, module.w_q)
+    fresh.w_q.fill_(9)
+    with pytest.raises(ValueError, match=r"4-bit values must lie in \[-8, 7\]"):
+        fresh.state_dict()
 
 
 def test_int8_linear_rejects_bad_arguments():

@@ -21,6 +21,7 @@ from torch import nn
 from ..formats import int4
 from ..formats.int8 import quantize_weight
 from ..nn import Int8Linear
+from ..nn.int8_linear import WEIGHT_BITS
 from ..ops.int8_gemm import quantize_per_token_ref
 from .binarize import binarize
 from .convert import TrainingLinear, linear_from
@@ -52,6 +53,8 @@ class FakeQuantLinear(TrainingLinear):
 
     def __init__(self, linear: nn.Linear, mode: str = "dynamic", activation: str = "none",
                  x_channel_scale: torch.Tensor | None = None, weight_bits: int = 8):
+        if weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits: expected 8 or 4, got {weight_bits!r}")
         super().__init__(linear)
         self.mode, self.activation, self.weight_bits = mode, activation, weight_bits
         self.register_buffer("x_channel_scale", None if x_channel_scale is None else x_channel_scale.detach().clone())

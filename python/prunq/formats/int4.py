@@ -39,7 +39,9 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
 
 
 def pack(q: torch.Tensor) -> torch.Tensor:
-    """q [..., n] in LOW..HIGH -> [..., ceil(n / 2)] uint8."""
+    """q [..., n] in LOW..HIGH -> [..., ceil(n / 2)] uint8; ValueError for a value outside."""
+    if q.numel() and (q.min() < LOW or q.max() > HIGH):
+        raise ValueError(f"q: 4-bit values must lie in [{LOW}, {HIGH}], got [{q.min().item()}, {q.max().item()}]")
     stored = F.pad(q.to(torch.int16) - LOW, (0, q.shape[-1] % 2))
     return (stored[..., 0::2] | (stored[..., 1::2] << 4)).to(torch.uint8)
 

@@ -111,16 +111,20 @@ class Int8Linear(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        packed = state_dict.pop(prefix + "w_q4", None) if self.weight_bits == 4 else None
-        if packed is not None:
+        if self.weight_bits == 4:
+            if state_dict.pop(prefix + "w_q", None) is not None:  # 8-bit weights: not what this module holds
+                unexpected_keys.append(prefix + "w_q")
+            packed = state_dict.pop(prefix + "w_q4", None)
             shape = (self.out_features, (self.in_features + 1) // 2)
-            if packed.dtype != torch.uint8 or tuple(packed.shape) != shape:
+            if packed is not None and (packed.dtype != torch.uint8 or tuple(packed.shape) != shape):
                 error_msgs.append(f"{prefix}w_q4: expected {shape} uint8 (4-bit weights, two to a byte), got "
                                   f"{tuple(packed.shape)} {packed.dtype}")
-            else:
+            elif packed is not None:
                 state_dict[prefix + "w_q"] = int4.unpack(packed, self.in_features).to(self.w_q.device)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+        if self.weight_bits == 4 and prefix + "w_q" in missing_keys:
+            missing_keys[missing_keys.index(prefix + "w_q")] = prefix + "w_q4"
 
     @staticmethod
     def _repack_after_load(module, incompatible_keys) -> None:  # a named function: modules stay picklable
