@@ -67,7 +67,8 @@ def test_int8_linear_integer_part_is_exact(cpu_isa, case):
 def test_int8_linear_matches_reference(cpu_isa, out_dtype, case, with_bias):
     (m, k, n), g = case["shape"], torch.Generator().manual_seed(case["seed"])
     x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
-    x_scale, w_scale = torch.rand(m, generator=g) * 0.1, torch.rand(n, generator=g) * 0.01
+    # Signed weight scales: Int8Linear(weight_bits=4) stores them (prunq.formats.int4).
+    x_scale, w_scale = torch.rand(m, generator=g) * 0.1, (torch.rand(n, generator=g) - 0.5) * 0.02
     bias = torch.randn(n, generator=g).to(out_dtype) if with_bias else None
     expected = int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     got = prunq.ops.int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
@@ -113,7 +114,7 @@ def test_weight_only_matches_reference(cpu_isa, dtype, packed, case, with_bias):
     w_q = random_int8(n, k, generator=g)
     if case["noncontiguous"]:
         x, w_q = strided(x), strided(w_q)
-    w_scale = torch.rand(n, generator=g) * 0.01
+    w_scale = (torch.rand(n, generator=g) - 0.5) * 0.02  # signed, as with 4-bit weights
     bias = torch.randn(n, generator=g) if with_bias else None
     got = weight_only(x, w_q, w_scale, bias, packed)
     assert got.dtype == dtype and got.shape == (m, n)
@@ -312,7 +313,8 @@ def test_triton_int8_linear_matches_reference(device, backend, out_dtype, activa
     g = torch.Generator().manual_seed(3)
     for m, k, n in TRITON_SHAPES:
         x_q, w_q = random_int8(m, k, generator=g), random_int8(n, k, generator=g)
-        x_scale, w_scale, bias = torch.rand(m, generator=g) * 0.002, torch.rand(n, generator=g) * 0.002, torch.randn(n, generator=g)
+        x_scale, w_scale = torch.rand(m, generator=g) * 0.002, (torch.rand(n, generator=g) - 0.5) * 0.004  # signed
+        bias = torch.randn(n, generator=g)
         empty = torch.empty(0, dtype=torch.int8, device=device), torch.empty(0, dtype=torch.int32, device=device)
         with run_on(device, backend):
             args = [t.to(device) for t in (x_q, x_scale, w_q)]
