@@ -18,10 +18,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..formats import int4
-from ..formats.int8 import quantize_weight
+from ..formats.int8 import checked_weight_bits, quantize_weight
 from ..nn import Int8Linear
-from ..nn.int8_linear import WEIGHT_BITS
 from ..ops.int8_gemm import quantize_per_token_ref
 from .binarize import binarize
 from .convert import TrainingLinear, linear_from
@@ -38,9 +36,7 @@ def fake_quantize(t: torch.Tensor) -> torch.Tensor:
 def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     """w rounded per output channel as Int8Linear(weight_bits=bits) stores it, with the gradient
     of the identity."""
-    if bits == 8:
-        return fake_quantize(w)
-    q, scale = int4.quantize_signed(w.detach())
+    q, scale = quantize_weight(w, bits)
     return w + (q.float() * scale.unsqueeze(-1) - w).detach()
 
 
@@ -53,10 +49,8 @@ class FakeQuantLinear(TrainingLinear):
 
     def __init__(self, linear: nn.Linear, mode: str = "dynamic", activation: str = "none",
                  x_channel_scale: torch.Tensor | None = None, weight_bits: int = 8):
-        if weight_bits not in WEIGHT_BITS:
-            raise ValueError(f"weight_bits: expected 8 or 4, got {weight_bits!r}")
         super().__init__(linear)
-        self.mode, self.activation, self.weight_bits = mode, activation, weight_bits
+        self.mode, self.activation, self.weight_bits = mode, activation, checked_weight_bits(weight_bits)
         self.register_buffer("x_channel_scale", None if x_channel_scale is None else x_channel_scale.detach().clone())
 
     @classmethod

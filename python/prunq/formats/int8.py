@@ -16,6 +16,15 @@ from .. import _native
 from . import int4
 
 
+WEIGHT_BITS = (8, 4)  # what Int8Linear's w_q may be stored as
+
+
+def checked_weight_bits(bits: int) -> int:
+    if bits not in WEIGHT_BITS:
+        raise ValueError(f"weight_bits: expected 8 or 4, got {bits!r}")
+    return bits
+
+
 def quantize_weight(w: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0.
     Per-channel weight quantization is per-row quantization of w [N, K]: the same math as
@@ -25,7 +34,7 @@ def quantize_weight(w: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch
 
     if w.dim() != 2:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
-    if bits == 4:
+    if checked_weight_bits(bits) == 4:
         return int4.quantize_signed(w.detach().float())
     return quantize_per_token_ref(w.detach())
 

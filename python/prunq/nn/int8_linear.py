@@ -23,13 +23,12 @@ from torch import nn
 
 from .. import ops
 from ..formats import int4
-from ..formats.int8 import quantize_weight, vnni_pack, weight_only_pack
+from ..formats.int8 import checked_weight_bits, quantize_weight, vnni_pack, weight_only_pack
 from ..ops import _eager
 from ..ops.int8_gemm import direct_linear
 
 MODES = ("dynamic", "weight_only")
 ACTIVATIONS = ("none", "gelu")
-WEIGHT_BITS = (8, 4)
 # What an eager CPU call straight into prunq._C is bound to (see _bind_direct).
 _DIRECT_STATE = frozenset({"w_q", "w_packed", "w_colsum", "w_scale", "bias", "x_channel_scale", "activation", "mode"})
 
@@ -62,10 +61,8 @@ class Int8Linear(nn.Module):
                              f"got {activation!r} in mode {mode!r}")
         if smooth and mode != "dynamic":
             raise ValueError(f"smooth: channel smoothing needs mode='dynamic', got mode {mode!r}")
-        if weight_bits not in WEIGHT_BITS:
-            raise ValueError(f"weight_bits: expected 8 or 4, got {weight_bits!r}")
         self.in_features, self.out_features, self.mode, self.activation = in_features, out_features, mode, activation
-        self.weight_bits = weight_bits
+        self.weight_bits = checked_weight_bits(weight_bits)
         self.register_buffer("w_q", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("w_scale", torch.zeros(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
@@ -120,7 +117,7 @@ class Int8Linear(nn.Module):
                 error_msgs.append(f"{prefix}w_q4: expected {shape} uint8 (4-bit weights, two to a byte), got "
                                   f"{tuple(packed.shape)} {packed.dtype}")
             elif packed is not None:
-                state_dict[prefix + "w_q"] = int4.unpack(packed, self.in_features).to(self.w_q.device)
+                state_dict[prefix + "w_q"] = int4.unpack(packed, self.in_features)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
         if self.weight_bits == 4 and prefix + "w_q" in missing_keys:
