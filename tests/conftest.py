@@ -37,4 +37,7 @@ def cpu_isa(request):
     _native.C.set_active_isa(previous)
 
 
+# Where tests run Triton kernels: on the GPU where there is one, else on CPU tensors through the
+# interpreter (which is off where a GPU is present).
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -10,6 +10,7 @@ from prunq._backend import triton_usable, use_backend
 from prunq.formats import bits as layout
 from prunq.ops.binary import binary_linear_ref, binary_matmul_ref, pack_bits_ref
 
+from .conftest import TRITON_DEVICE
 from .shapes import BINARY_K, GEMM_M_SWEEP
 from .tolerances import BINARY
 
@@ -148,11 +149,13 @@ def test_triton_kernels_match_the_reference(x_dtype):
         w_bits = with_garbage_padding(layout.pack(torch.randn(n, k, generator=g)), k, g)
         x_bits = with_garbage_padding(layout.pack(x), k, g)
         w_scale, bias = torch.rand(n, generator=g), torch.randn(n, generator=g)
+        on_device = [t.to(TRITON_DEVICE) for t in (x, x_bits, w_bits, w_scale, bias)]
         with use_backend("triton"):
-            assert torch.equal(prunq.ops.binary_matmul(x_bits, w_bits, k), binary_matmul_ref(x_bits, w_bits, k))
+            assert torch.equal(prunq.ops.binary_matmul(*on_device[1:3], k).cpu(), binary_matmul_ref(x_bits, w_bits, k))
             for binarize_x in (True, False):
-                torch.testing.assert_close(prunq.ops.binary_linear(x, w_bits, w_scale, bias, binarize_x),
-                                           binary_linear_ref(x, w_bits, w_scale, bias, binarize_x), **BINARY[x_dtype])
+                got = prunq.ops.binary_linear(on_device[0], *on_device[2:], binarize_x)
+                torch.testing.assert_close(got.cpu(), binary_linear_ref(x, w_bits, w_scale, bias, binarize_x),
+                                           **BINARY[x_dtype])
 
 
 @pytest.mark.parametrize("binarize_x", [True, False])

@@ -14,7 +14,7 @@ from prunq.ops import int8_gemm
 from prunq.ops.int8_gemm import (int8_linear_prepacked_ref, int8_linear_ref, int8_weight_only_linear_ref,
                                  quantize_per_token_ref)
 
-from .conftest import requires_cuda
+from .conftest import TRITON_DEVICE, requires_cuda
 from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED
 from .tolerances import GELU_EPILOGUE, INT8_EPILOGUE, MIN_SQNR_DB, WEIGHT_ONLY
 
@@ -275,6 +275,8 @@ def run_on(device, backend):
     interpreter on CPU tensors)."""
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
+    if device == "cpu" and backend == "triton" and TRITON_DEVICE != "cpu":
+        pytest.skip("Triton runs CPU tensors only through its interpreter, which is off where a GPU is present")
     if backend == "triton" and not prunq._backend.triton_usable()[0]:
         pytest.skip(prunq._backend.triton_usable()[1])
     return use_backend(backend)
@@ -491,9 +493,10 @@ def non_finite_backends():
 def test_every_path_quantizes_a_non_finite_row_to_zeros(backend, bad):
     x = torch.randn(3, 100, generator=torch.Generator().manual_seed(0))
     x[1, 37] = bad
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
     with use_backend(backend):
-        q, scale = prunq.ops.quantize_per_token(x)
-        y = prunq.nn.Int8Linear.from_linear(torch.nn.Linear(100, 70))(x)
+        q, scale = prunq.ops.quantize_per_token(x.to(device))
+        y = prunq.nn.Int8Linear.from_linear(torch.nn.Linear(100, 70)).to(device)(x.to(device))
     assert q.abs().max() <= 127 and not q[1].any()
     assert not torch.isfinite(scale[1]) and torch.isfinite(scale[[0, 2]]).all()
     assert torch.isnan(y[1]).all() and torch.isfinite(y[[0, 2]]).all()
@@ -506,7 +509,7 @@ def test_triton_quantizes_rows_longer_than_its_chunk():
     x = torch.randn(3, 2 * MAX_QUANTIZE_BLOCK + 5, generator=torch.Generator().manual_seed(0))
     x[2, -1] = 40  # the row's absmax in its last chunk
     with use_backend("triton"):
-        q, scale = prunq.ops.quantize_per_token(x)
+        q, scale = (t.cpu() for t in prunq.ops.quantize_per_token(x.to(TRITON_DEVICE)))
     ref_q, ref_scale = quantize_per_token_ref(x)
     torch.testing.assert_close(q, ref_q, rtol=0, atol=0)
     torch.testing.assert_close(scale, ref_scale, rtol=0, atol=0)

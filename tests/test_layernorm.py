@@ -12,7 +12,7 @@ from prunq._backend import triton_usable, use_backend
 from prunq.ops._library import HAS_TRITON_OP
 from prunq.ops.layernorm import add_layer_norm_ref, add_rms_norm_ref
 
-from .conftest import requires_cuda
+from .conftest import TRITON_DEVICE, requires_cuda
 from .shapes import HIDDEN_REAL, HIDDEN_UNALIGNED, ROWS
 from .tolerances import ERROR_FLOOR, ERROR_VS_TORCH_FACTOR, NORM
 
@@ -85,9 +85,8 @@ def test_cpu_native_matches_reference(cpu_isa, rms, case):
 @settings(max_examples=15)
 @given(case=inputs.filter(lambda c: c["hidden"] <= 800 and c["lead"][0] <= 7))
 def test_triton_matches_reference(rms, case):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     with use_backend("triton"):
-        check_against_reference(rms, *make_inputs(**case, device=device))
+        check_against_reference(rms, *make_inputs(**case, device=TRITON_DEVICE))
 
 
 @pytest.mark.skipif(not HAS_TRITON_OP, reason="torch.library.triton_op needs torch >= 2.6")
@@ -96,14 +95,31 @@ def test_triton_op_gives_the_ops_result(rms):
     """The triton_op that torch.compile traces into runs the kernel of the ops' Triton path."""
     if not triton_usable()[0]:
         pytest.skip(triton_usable()[1])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    x, residual, weight, bias = make_inputs((3, 5), 72, torch.bfloat16, device=device)
+    x, residual, weight, bias = make_inputs((3, 5), 72, torch.bfloat16, device=TRITON_DEVICE)
     bias = None if rms else bias
     with use_backend("triton"):
         want = prunq.ops.add_rms_norm(x, residual, weight) if rms else prunq.ops.add_layer_norm(x, residual, weight, bias)
         got = torch.ops.prunq.add_norm_triton(x, residual, weight, bias, 1e-6 if rms else 1e-5, rms)
     for g, w in zip(got, want):
         assert torch.equal(g, w)
+
+
+@pytest.mark.skipif(not HAS_TRITON_OP, reason="torch.library.triton_op needs torch >= 2.6")
+def test_only_triton_op_bodies_launch_through_wrap_triton(monkeypatch):
+    """Eager calls launch the kernel itself: torch's wrapper would send every launch through its
+    higher-order-op dispatch. The triton_op, which torch.compile traces, launches it wrapped."""
+    if not triton_usable()[0]:
+        pytest.skip(triton_usable()[1])
+    wrapped = []
+    monkeypatch.setattr(torch.library, "wrap_triton", lambda kernel: wrapped.append(kernel) or kernel)
+    x, residual, _, _ = make_inputs((3,), 40, torch.float32, device=TRITON_DEVICE)
+    with use_backend("triton"):
+        prunq.ops.add_layer_norm(x, residual, None, None)
+        assert wrapped == []
+        torch.ops.prunq.add_norm_triton(x, residual, None, None, 1e-5, False)
+    assert len(wrapped) == 1
+    prunq.ops.add_layer_norm(x, residual, None, None)
+    assert len(wrapped) == 1
 
 
 @requires_cuda

@@ -10,6 +10,7 @@ from prunq._backend import triton_usable, use_backend
 from prunq.formats import sparse24 as layout
 from prunq.ops.sparse24 import sparse24_linear_ref
 
+from .conftest import TRITON_DEVICE
 from .shapes import GEMM_M_SWEEP, GEMM_UNALIGNED, SPARSE_LONG_K
 
 VALUE_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int8]
@@ -146,8 +147,9 @@ def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
         x = torch.randn(m, k, generator=g).to(x_dtype)
         w_scale = torch.rand(n, generator=g) * 0.05 if values_dtype == torch.int8 else None
         bias = torch.randn(n, generator=g)
+        args = [None if t is None else t.to(TRITON_DEVICE) for t in (x, values, meta, bias, w_scale)]
         with use_backend("triton"):
-            got = prunq.ops.sparse24_linear(x, values, meta, bias, w_scale)
+            got = prunq.ops.sparse24_linear(*args).cpu()
         torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(x_dtype))
 
 

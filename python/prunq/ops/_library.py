@@ -4,6 +4,8 @@ Ops are declared with torch.library.define + per-device kernels rather than @cus
 dispatch costs about 6 us a call instead of about 10, which counts at decode sizes.
 """
 
+import functools
+
 import torch
 
 from .. import _native
@@ -18,13 +20,21 @@ HAS_TRITON_OP = hasattr(torch.library, "triton_op")
 
 
 def define_triton_op(name: str, fn):
-    """Registers `fn` (typed: its schema is read from the annotations), whose kernels launch
-    through torch.library.wrap_triton, as the triton_op prunq::<name>, so that torch.compile
-    traces into its Triton kernels. Returns the op, or fn itself where HAS_TRITON_OP is False
+    """Registers `fn` (typed: its schema is read from the annotations) as the triton_op
+    prunq::<name>, its kernels launched through torch.library.wrap_triton, so that torch.compile
+    traces into them. Returns the op, or fn itself where HAS_TRITON_OP is False
     (compiling_for_triton then never routes to it)."""
     if not HAS_TRITON_OP:
         return fn
-    return torch.library.triton_op(f"prunq::{name}", fn, mutates_args=())
+
+    @functools.wraps(fn)
+    def launching_wrapped(*args, **kwargs):
+        from ..triton_kernels.layernorm import wrapping_launches
+
+        with wrapping_launches():
+            return fn(*args, **kwargs)
+
+    return torch.library.triton_op(f"prunq::{name}", launching_wrapped, mutates_args=())
 
 
 def compiling_for_triton(x: torch.Tensor, route) -> bool:
