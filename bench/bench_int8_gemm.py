@@ -136,7 +136,7 @@ def compare(quick: bool) -> Table:
 def compare_cuda(quick: bool) -> Table:
     table = Table(f"INT8 GEMM against fp16 cuBLAS and torch._int_mm: {machine_description('cuda')}",
                   ["M x K x N", "w8a8 ms", "w8a8 TOPS", "fp16 ms", "vs fp16", "_int_mm ms", "of _int_mm",
-                   "weight-only ms", "weight-only vs fp16", "weight-only CUDA C++ ms", "CUDA C++ vs fp16",
+                   "weight-only Triton ms", "Triton vs fp16", "weight-only CUDA C++ ms", "CUDA C++ vs fp16",
                    "quantize Triton us", "quantize CUDA C++ us"], baseline="fp16 Linear")
     for m, k, n in GEMM_QUICK if quick else GEMM:
         torch.manual_seed(0)
@@ -145,9 +145,10 @@ def compare_cuda(quick: bool) -> Table:
         w8a8 = Int8Linear.from_linear(linear)
         weight_only = Int8Linear.from_linear(linear, mode="weight_only")
         with torch.no_grad():
-            t = {name: median_seconds(lambda _, f=f: f(), "cuda") for name, f in {
-                "w8a8": lambda: w8a8(x), "fp16": lambda: linear(x), "weight-only": lambda: weight_only(x),
-                "quantize": lambda: torch.ops.prunq.quantize_per_token(x)}.items()}
+            t = {"w8a8": median_seconds(lambda _: w8a8(x), "cuda"), "fp16": median_seconds(lambda _: linear(x), "cuda")}
+            with use_backend("triton"):
+                t["weight-only"] = median_seconds(lambda _: weight_only(x), "cuda")
+                t["quantize"] = median_seconds(lambda _: torch.ops.prunq.quantize_per_token(x), "cuda")
             if _native.CUDA is not None:  # prunq._cuda is built only where nvcc was found
                 with use_backend("cuda"):
                     t["weight-only cuda"] = median_seconds(lambda _: weight_only(x), "cuda")

@@ -32,7 +32,11 @@ if [[ $steps == *build* ]]; then
   grep -q "prunq._cuda   loaded" "$results/info.txt" || echo "== prunq._cuda is not loaded (see $results/info.txt)"
 fi
 if [[ $steps == *test* ]]; then
-  run tests.log python3 -m pytest -q -rs tests
+  # The suite in parallel where pytest-xdist is installed, each worker on 2 CPU threads (the CPU
+  # tests otherwise oversubscribe a many-core machine); -v keeps each result if a time limit cuts the run.
+  parallel=()
+  python3 -c "import xdist" 2>/dev/null && parallel=(-n 8)
+  OMP_NUM_THREADS=2 run tests.log python3 -m pytest -v -rfEs "${parallel[@]}" -p no:cacheprovider tests
 fi
 if [[ $steps == *bench* ]]; then
   run layernorm.md python3 -m bench.bench_layernorm --device cuda

@@ -488,6 +488,34 @@ def non_finite_backends():
     return backends
 
 
+@pytest.mark.parametrize("forced", [None, "triton"])
+@pytest.mark.parametrize("rows", [1, 4, 5])
+def test_eager_cuda_calls_take_the_cuda_kernels_measured_faster(monkeypatch, forced, rows):
+    """Unforced eager calls routed to Triton take prunq._cuda's quantize (without a channel scale)
+    always and its weight-only GEMM up to 4 rows; a forced backend keeps Triton. The CUDA route
+    and both sets of kernels are stood in, on CPU tensors."""
+    calls = []
+    monkeypatch.setattr(_native, "CUDA", object())
+    monkeypatch.setattr(int8_gemm, "_path", lambda device_type, has_cuda_kernel=False: "triton")
+    for name, kind, fn in [("_native_quantize", "cuda", lambda x, *_: quantize_per_token_ref(x)),
+                           ("_triton_quantize", "triton", lambda x, *_: quantize_per_token_ref(x)),
+                           ("_native_weight_only", "cuda", int8_weight_only_linear_ref),
+                           ("_triton_weight_only", "triton", int8_weight_only_linear_ref),
+                           ("_triton_int8_linear", "gemm", lambda *args: None)]:
+        monkeypatch.setattr(int8_gemm, name, lambda *args, kind=kind, fn=fn: calls.append(kind) or fn(*args))
+    g = torch.Generator().manual_seed(0)
+    x, w_q, w_scale = torch.randn(rows, 8, generator=g), random_int8(3, 8, generator=g), torch.rand(3, generator=g)
+    empty = torch.empty(0, dtype=torch.int8)
+    with use_backend(forced):
+        int8_gemm._quantize(x)
+        int8_gemm._weight_only(x, w_q, w_scale, None)
+        int8_gemm._int8_dynamic_linear_prepacked(x, w_q, empty, empty, w_scale, None)
+        int8_gemm._int8_dynamic_linear_prepacked(x, w_q, empty, empty, w_scale, None, "none", torch.rand(8) + 0.5)
+    cuda = forced is None
+    assert calls == ["cuda" if cuda else "triton", "cuda" if cuda and rows <= 4 else "triton",
+                     "cuda" if cuda else "triton", "gemm", "triton", "gemm"]
+
+
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
 @pytest.mark.parametrize("backend", non_finite_backends())
 def test_every_path_quantizes_a_non_finite_row_to_zeros(backend, bad):

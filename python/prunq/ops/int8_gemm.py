@@ -20,8 +20,9 @@ x_q / x: [..., K]; w_q: [N, K] int8; w_scale: [N] float32; bias: [N] float or No
 
 CPU tensors run on prunq._C; CUDA tensors on the Triton kernels (triton_kernels/int8_gemm.py);
 others on the reference. prunq._cuda has kernels for quantize_per_token and, for few rows of x,
-int8_weight_only_linear; PRUNQ_BACKEND=cuda (or native) runs them, and the GPU benchmark
-compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along
+int8_weight_only_linear: eager CUDA calls take them where they measured faster than Triton (every
+quantize without SmoothQuant's channel scale; weight-only up to 4 rows), PRUNQ_BACKEND=cuda (or
+native) always, and the GPU benchmark compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along
 K over 4 x 4 tiles; from 64 rows int8_linear packs w for the call). The faster packed-panel
 kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to int16 on AVX2 and on AVX-512
 without VNNI, exact for every int8) read a packed copy (prunq.formats.int8.vnni_pack) that
@@ -351,10 +352,24 @@ def _path_with_cuda_kernel(device_type: str) -> str:
     return _path(device_type, True)
 
 
+# On an H200 (RESULTS, "GPU"), prunq._cuda's quantize beat Triton's at every shape timed (4.8
+# against 20.1 us at one row of 4096), and its weight-only GEMM beat Triton's at one row (0.015
+# against 0.049 ms at 4096 x 4096) but not at 16 (0.115 against 0.049 ms).
+_CUDA_WEIGHT_ONLY_MAX_ROWS = 4
+
+
+def _cuda_kernel_chosen(path: str, rows: int = 0) -> bool:
+    """Whether an eager call routed to Triton (`path`) takes prunq._cuda's kernel instead, as
+    measured faster: always for quantize, up to _CUDA_WEIGHT_ONLY_MAX_ROWS rows for weight-only.
+    Only where no backend is forced and _cuda is built; compiled graphs keep the Triton kernels."""
+    return (path == "triton" and forced_backend() is None and _native.CUDA is not None
+            and rows <= _CUDA_WEIGHT_ONLY_MAX_ROWS)
+
+
 def _quantize(x):
     _check_quantize(x)
     path = _path_with_cuda_kernel(x.device.type)
-    if path in ("native", "cuda"):
+    if path in ("native", "cuda") or _cuda_kernel_chosen(path):
         return _native_quantize(x)
     return _triton_quantize(x) if path == "triton" else quantize_per_token_ref(x)
 
@@ -429,7 +444,8 @@ def _int8_dynamic_linear_prepacked(x, w_q, w_packed, w_colsum, w_scale, bias, ac
         return _empty_k(x, w_q.shape[0], bias, x.dtype, activation)
     path = _path(x.device.type)
     if path == "triton":
-        x_q, x_scale = _triton_quantize(x, x_channel_scale)
+        cuda_quantize = x_channel_scale is None and _cuda_kernel_chosen(path)
+        x_q, x_scale = _native_quantize(x) if cuda_quantize else _triton_quantize(x, x_channel_scale)
         return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, x.dtype, activation)
     if path == "reference":
         return int8_dynamic_linear_prepacked_ref(x, w_q, w_scale, bias, activation, x_channel_scale)
@@ -444,7 +460,7 @@ def _weight_only(x, w_q, w_scale, bias):
     if w_q.shape[1] == 0:
         return _empty_k(x, w_q.shape[0], bias, x.dtype)
     path = _path_with_cuda_kernel(x.device.type)
-    if path in ("native", "cuda"):
+    if path in ("native", "cuda") or _cuda_kernel_chosen(path, x.numel() // x.shape[-1]):
         return _native_weight_only(x, w_q, w_scale, bias)
     return _triton_weight_only(x, w_q, w_scale, bias) if path == "triton" else int8_weight_only_linear_ref(
         x, w_q, w_scale, bias)
