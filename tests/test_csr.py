@@ -154,3 +154,23 @@ def test_triton_kernel_matches_the_reference(values_dtype, x_dtype):
         with use_backend("triton"):
             got = prunq.ops.csr_linear(*args[:4], n, *args[4:]).cpu()
         torch.testing.assert_close(got, csr_linear_ref(x, crow, col, values, n, bias, w_scale), **TOLERANCE[x_dtype])
+
+
+def test_a_layout_that_passed_is_checked_again_only_once_changed(monkeypatch):
+    """Where the check runs in torch (device tensors; here CPU tensors with prunq._C hidden), indices
+    that passed are not read again until they change in place, another tensor is passed, or the
+    check's shape differs."""
+    monkeypatch.setattr(layout._native, "C", None)
+    reads = []
+    monkeypatch.setattr(layout, "_check_contents", lambda *args, read=layout._check_contents: reads.append(1) or read(*args))
+    crow, col, values = layout.from_dense(sparse_weight(5, 12, 0.5, torch.Generator().manual_seed(0)))
+    layout.check(crow, col, values, 5, 12)
+    layout.check(crow, col, values, 5, 12)
+    assert len(reads) == 1
+    layout.check(crow, col.clone(), values, 5, 12)
+    with pytest.raises(ValueError, match="col_indices: expected values in"):
+        layout.check(crow, col, values, 5, int(col.max()))
+    assert len(reads) == 3
+    col[-1] = 12  # out of range
+    with pytest.raises(ValueError, match="col_indices: expected values in"):
+        layout.check(crow, col, values, 5, 12)

@@ -202,3 +202,20 @@ def test_sparse24_linear_module_round_trips_checks_what_it_loads_and_compiles():
         with pytest.raises(ValueError, match="^meta:"):
             prunq.nn.Sparse24Linear(**config).load_state_dict(corrupted)
     assert torch.equal(linear.weight, dense)  # from_linear leaves the Linear as it was
+
+
+def test_a_layout_that_passed_is_checked_again_only_once_changed(monkeypatch):
+    """Where the check runs in torch (device tensors; here CPU tensors with prunq._C hidden), meta
+    that passed is not read again until it changes in place or another tensor is passed."""
+    monkeypatch.setattr(layout._native, "C", None)
+    reads = []
+    monkeypatch.setattr(layout, "positions", lambda meta, read=layout.positions: reads.append(1) or read(meta))
+    values, meta = layout.pack(two_of_four(6, 16, torch.Generator().manual_seed(0)))
+    layout.check(values, meta, 16)
+    layout.check(values, meta, 16)
+    assert len(reads) == 1
+    layout.check(values, meta.clone(), 16)
+    assert len(reads) == 2
+    meta[0, 0] = 0  # the first group's positions 0 and 0: corrupt
+    with pytest.raises(ValueError, match="row 0, group 0"):
+        layout.check(values, meta, 16)
