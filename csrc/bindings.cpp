@@ -79,14 +79,15 @@ void quantize_per_token(uintptr_t x, int dtype, uintptr_t q, uintptr_t scale, in
 }
 
 void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, uintptr_t w_scale, uintptr_t bias,
-               uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads, int activation) {
+               uintptr_t out, int out_dtype, int64_t m, int64_t n, int64_t k, int num_threads, int activation,
+               bool narrow_w) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_gemm: negative size");
   check(activation == 0 || activation == 1, "int8_gemm: activation must be 0 (none) or 1 (gelu)");
   cpu::Int8GemmArgs args{as_ptr<const int8_t>(x), as_ptr<const float>(x_scale), as_ptr<const int8_t>(w),
                          as_ptr<const int32_t>(w_colsum),
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
                          dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads,
-                         cpu::Activation(activation)};
+                         cpu::Activation(activation), narrow_w};
   const GilRelease release(m * n * k);
   cpu::int8_gemm(args);
 }
@@ -94,14 +95,15 @@ void int8_gemm(uintptr_t x, uintptr_t x_scale, uintptr_t w, uintptr_t w_colsum, 
 // x_scale: where the per-row scales go, or 0 when the caller does not want them.
 void int8_dynamic_gemm(uintptr_t x, int dtype, uintptr_t channel_scale, uintptr_t x_scale, uintptr_t w,
                        uintptr_t w_colsum, uintptr_t w_scale, uintptr_t bias, uintptr_t out, int out_dtype, int64_t m,
-                       int64_t n, int64_t k, int num_threads, int activation) {
+                       int64_t n, int64_t k, int num_threads, int activation, bool narrow_w) {
   check(m >= 0 && n >= 0 && k >= 0, "int8_dynamic_gemm: negative size");
   check(activation == 0 || activation == 1, "int8_dynamic_gemm: activation must be 0 (none) or 1 (gelu)");
   std::vector<float> scratch(x_scale ? 0 : size_t(m));
   float* scales = x_scale ? as_ptr<float>(x_scale) : scratch.data();
   cpu::Int8GemmArgs args{nullptr, scales, as_ptr<const int8_t>(w), as_ptr<const int32_t>(w_colsum),
                          as_ptr<const float>(w_scale), as_ptr<const float>(bias), as_ptr<void>(out),
-                         dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads, cpu::Activation(activation)};
+                         dtype_from_code(out_dtype, "out_dtype"), m, n, k, num_threads, cpu::Activation(activation),
+                         narrow_w};
   const DType x_dtype = dtype_from_code(dtype, "dtype");
   const GilRelease release(m * n * k);
   cpu::int8_dynamic_gemm(as_ptr<const void>(x), x_dtype, as_ptr<const float>(channel_scale), scales, args);
@@ -220,12 +222,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("int8_gemm", &int8_gemm, "y = (x @ w.T) * x_scale * w_scale + bias, int8 inputs, int32 accumulation",
         py::arg("x"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"), py::arg("bias"),
         py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_threads"),
-        py::arg("activation") = 0);
+        py::arg("activation") = 0, py::arg("narrow_w") = false);
   m.def("int8_dynamic_gemm", &int8_dynamic_gemm,
         "int8_gemm with the per-token quantization of a float x (times channel_scale) fused in; x_scale is written",
         py::arg("x"), py::arg("dtype"), py::arg("channel_scale"), py::arg("x_scale"), py::arg("w"), py::arg("w_colsum"), py::arg("w_scale"),
         py::arg("bias"), py::arg("out"), py::arg("out_dtype"), py::arg("m"), py::arg("n"), py::arg("k"),
-        py::arg("num_threads"), py::arg("activation"));
+        py::arg("num_threads"), py::arg("activation"), py::arg("narrow_w") = false);
+  m.attr("NARROW_WEIGHT_MAX") = cpu::kNarrowWeightMax;  // int8_gemm's narrow_w: every |w| at most this
   m.def("packed_gemm_available", &cpu::packed_gemm_available, "whether int8_gemm takes VNNI-packed weights here");
   m.def("weight_only_packed_available", [](int dtype) {
     return cpu::weight_only_packed_available(dtype_from_code(dtype, "dtype"));

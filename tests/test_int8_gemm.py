@@ -437,6 +437,45 @@ def test_other_bad_inputs():
         prunq.ops.int8_weight_only_linear(torch.zeros(3, 16, dtype=torch.int8), w_q, ws)
 
 
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_narrow_weights_kernel_gives_the_exact_kernels_output(cpu_isa, out_dtype, activation):
+    """Packed 4-bit weights (|w| <= 8) flagged narrow: on the AVX2 path the vpmaddubsw kernel (int16
+    sums over 8 groups of 4 k, K blocks of 512, tiles of 4 rows or one), elsewhere the flag is
+    ignored. Its output equals the exact kernel's bit for bit, over odd shapes."""
+    if not _native.C.packed_gemm_available():
+        pytest.skip("no packed GEMM on this path")
+    g = torch.Generator().manual_seed(0)
+    code = _native.dtype_code
+    for m, k, n in [(1, 4, 1), (1, 1000, 200), (3, 36, 70), (4, 100, 64), (5, 1030, 130), (9, 2052, 8),
+                    (17, 33, 200)]:
+        w = torch.randint(-8, 8, (n, k), dtype=torch.int8, generator=g)
+        w[:, 0] = -8
+        packed, colsum = vnni_pack(w)
+        x, w_scale, bias = torch.randn(m, k, generator=g), torch.rand(n, generator=g), torch.randn(n, generator=g)
+        outs = []
+        for narrow in (False, True):
+            out = torch.empty(m, n, dtype=out_dtype)
+            _native.C.int8_dynamic_gemm(x.data_ptr(), code(x.dtype), 0, 0, packed.data_ptr(), colsum.data_ptr(),
+                                        w_scale.data_ptr(), bias.data_ptr(), out.data_ptr(), code(out_dtype), m, n,
+                                        k, torch.get_num_threads(), int8_gemm.ACTIVATIONS[activation], narrow)
+            outs.append(out)
+        assert torch.equal(outs[0], outs[1]), (m, k, n)
+
+
+@pytest.mark.parametrize("weight_bits", [8, 4])
+def test_int8_linear_on_every_path_takes_narrow_kernels_only_for_narrow_weights(cpu_isa, weight_bits):
+    """Int8Linear's eager call flags its packed weights narrow when they all lie within +-8: 8-bit
+    weights (here up to +-127) must still give the reference."""
+    torch.manual_seed(0)
+    module = prunq.nn.Int8Linear.from_linear(torch.nn.Linear(1030, 130), weight_bits=weight_bits)
+    assert module.w_q.abs().max() == (8 if weight_bits == 4 else 127)
+    x = torch.randn(2, 9, 1030)
+    with torch.no_grad():
+        want = int8_gemm.int8_dynamic_linear_prepacked_ref(x, module.w_q, module.w_scale, module.bias)
+        torch.testing.assert_close(module(x), want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(_native.C is None or not _native.C.packed_gemm_available(), reason="needs a packed-panel kernel")
 def test_prepacked_rejects_a_packing_of_another_weight():
     w_q = torch.zeros(8, 16, dtype=torch.int8)

@@ -116,6 +116,7 @@ void int8_gemm(const Int8GemmArgs& a) {
     throw std::invalid_argument("int8_gemm: a packed weight needs the AVX2 or AVX-512 VNNI path");
 #if PRUNQ_X86
   if (a.w_colsum && active_isa() == Isa::avx512 && !has_avx512_vnni()) return int8_gemm_madd_avx512bw(a);
+  if (a.w_colsum && a.narrow_w && active_isa() == Isa::avx2) return int8_gemm_narrow_avx2(a);
 #endif
   run_for(family_isa(), a, int8_gemm_portable, PRUNQ_X86_ONLY(int8_gemm_avx2), PRUNQ_X86_ONLY(int8_gemm_avx512));
 }

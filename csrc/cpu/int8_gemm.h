@@ -41,7 +41,11 @@ struct Int8GemmArgs {
   int64_t m, n, k;
   int num_threads;
   Activation activation;
+  // Every weight lies in [-kNarrowWeightMax, kNarrowWeightMax] (4-bit weights): on a packed w the
+  // AVX2 path then runs int8_gemm_narrow_avx2, exact only for such weights.
+  bool narrow_w = false;
 };
+constexpr int kNarrowWeightMax = 8;
 
 struct WeightOnlyArgs {
   const void* x;
@@ -84,6 +88,8 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
                        const Int8GemmArgs& args);
 void int8_dynamic_vnni_avx512(const void* x, DType dtype, const float* channel_scale, float* x_scale,
                               const Int8GemmArgs& args);
+// int8_gemm on a packed w whose weights are narrow (Int8GemmArgs::narrow_w), with vpmaddubsw; AVX2.
+void int8_gemm_narrow_avx2(const Int8GemmArgs& args);
 // bf16 activations only; need has_avx512_bf16().
 void int8_weight_only_gemm_avx512bf16(const WeightOnlyArgs& args);
 void int8_weight_only_packed_avx512bf16(const WeightOnlyArgs& args);

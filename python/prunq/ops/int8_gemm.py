@@ -492,6 +492,10 @@ def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_c
         return None
     C, codes, act = _native.C, _eager.DTYPE_CODES, ACTIVATIONS[activation]
     colsum = w_packed if weight_only else w_colsum  # weight-only has no sums: w_packed stands in
+    # Packed weights all within +-NARROW_WEIGHT_MAX (4-bit ones) take the AVX2 kernel that is exact
+    # only for them (vpmaddubsw, sums in int16); read from the packed copy, which is what it multiplies.
+    narrow = not weight_only and w_packed.numel() > 0 and max(
+        -int(w_packed.min()), int(w_packed.max())) <= C.NARROW_WEIGHT_MAX
 
     def pointers():
         return (w_q.data_ptr(), w_packed.data_ptr(), colsum.data_ptr(), w_scale.data_ptr(),
@@ -518,7 +522,7 @@ def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_c
             packed = w_packed.numel() > 0 and C.packed_gemm_available()
             C.int8_dynamic_gemm(x.data_ptr(), code, channel_scale_ptr, 0, w_packed_ptr if packed else w_q_ptr,
                                 colsum_ptr if packed else 0, w_scale_ptr, bias_ptr, out.data_ptr(), code,
-                                x.numel() // k, n, k, torch.get_num_threads(), act)
+                                x.numel() // k, n, k, torch.get_num_threads(), act, packed and narrow)
         return out
     return run
 
