@@ -6,7 +6,8 @@
 W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) against
 torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
 prunq's op), and fp32 nn.Linear, with the fraction of the W8A8 kernel instruction's ceiling
-(a register-only loop, measured at the start of the run). Weight-only: Int8Linear(mode=
+(a register-only loop, measured at the start of the run); and Int8Linear on 4-bit weights
+(weight_bits=4), which the AVX2 path multiplies with vpmaddubsw. Weight-only: Int8Linear(mode=
 "weight_only") on fp32 activations against fp32 nn.Linear, and where the CPU has native bf16
 (AVX512_BF16), on bf16 activations against bf16 nn.Linear. Candidates are timed in turns, median
 of the runs. Up to M = 16, where a call streams its weights, each candidate rotates among enough
@@ -72,6 +73,7 @@ def candidates(m, k, n, copies=1):
     fp32_copies = linears[:max(1, copies // 4)]
     fns = {
         "prunq w8a8": in_turns([Int8Linear.from_linear(linear) for linear in linears], x),
+        "prunq w8a8 4-bit w": in_turns([Int8Linear.from_linear(linear, weight_bits=4) for linear in linears], x),
         "fbgemm dynamic": in_turns([fbgemm_dynamic(linear) for linear in linears], x),
         "fp32 Linear": in_turns(fp32_copies, x),
         "prunq weight-only fp32": in_turns([Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x),
@@ -110,7 +112,7 @@ def compare(quick: bool) -> Table:
                   f"ceilings measured now: {instruction} {int8_ceiling / 1e12:.2f} TOPS, {fma} "
                   f"{fma_ceiling / 1e12:.2f} TFLOP/s; weight sets rotated beyond the last-level cache up to M = 16",
                   ["M x K x N", "w8a8 ms", "w8a8 TOPS", "of ceiling", "fbgemm ms", "vs fbgemm", "vs _int_mm",
-                   "vs fp32", "weight-only fp32 ms", "vs fp32 Linear",
+                   "vs fp32", "4-bit w ms", "4-bit w vs fbgemm", "weight-only fp32 ms", "vs fp32 Linear",
                    *(["weight-only bf16 ms", "vs bf16 Linear"] if bf16 else [])],
                   baseline="fbgemm dynamic (w8a8), fp32 Linear (weight-only)")
     for m, k, n in GEMM_QUICK if quick else GEMM:
@@ -127,6 +129,7 @@ def compare(quick: bool) -> Table:
                            f"{100 * ops / ours / int8_ceiling:.0f}%" if int8_ceiling else "-",
                            f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
                            "-" if int_mm is None else f"{int_mm / ours:.2f}x", f"{t['fp32 Linear'] / ours:.2f}x",
+                           f"{t['prunq w8a8 4-bit w'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / t['prunq w8a8 4-bit w']:.2f}x",
                            f"{wo * 1e3:.3f}", f"{t['fp32 Linear'] / wo:.2f}x",
                            *([f"{t['prunq weight-only bf16'] * 1e3:.3f}",
                               f"{t['bf16 Linear'] / t['prunq weight-only bf16']:.2f}x"] if bf16 else [])])
