@@ -23,9 +23,8 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/parallel.h"
 #include "int8_gemm.h"
-#include "padded_rows.h"
+#include "int8_panel_loops.h"
 
 namespace prunq::cpu::PRUNQ_ISA {
 namespace {
@@ -107,36 +106,22 @@ void madd_gemm_typed(const Int8GemmArgs& a) {
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = kp + 32;  // a row one cache line past a multiple of 64 bytes: rows in different L1 sets
   const AlignedRows<int16_t> x = padded_rows<int16_t>(a.x, a.m, a.k, kp, ldx, a.num_threads);
-  const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(MR, kMaddRowPanelBytes / (2 * ldx) / MR * MR);
   // At least ~256K multiply-adds per thread before splitting pays (measured at 11 x 384 x 384: two
   // threads 11 us, one 18 us; a cell: MR rows x a panel).
   const int64_t min_cells =
       std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, std::min<int64_t>(a.m, MR) * kp * kVnniPanel));
-  parallel_for_2d(a.m, MR, panels, a.num_threads, min_cells, [&](int64_t r_begin, int64_t r_end, int64_t p_begin,
-                                                                 int64_t p_end) {
-    std::vector<int32_t> acc(size_t(std::min(r_end - r_begin, row_panel)) * kPanelLanes);
-    for (int64_t m0 = r_begin; m0 < r_end; m0 += row_panel) {
-      const int64_t m1 = std::min(r_end, m0 + row_panel);
-      for (int64_t p = p_begin; p < p_end; ++p) {
-        const int8_t* panel = a.w + p * kVnniPanel * kp;
-        const int64_t used = std::min<int64_t>(kVnniPanel, a.n - p * kVnniPanel);
-        for (int64_t g = 0; g == 0 || g < groups; g += kMaddBlockGroups) {  // once for K = 0: zero sums
-          const int64_t g_end = std::min(groups, g + kMaddBlockGroups);
-          for (int64_t r = m0; r < m1; r += MR)
-            with_rows<MR>(int(std::min<int64_t>(MR, m1 - r)), [&](auto rows) {
-              // A row alone gets wider tiles: more independent accumulators, whole lines of w.
-              constexpr int NR = decltype(rows)::value == 1 ? Madd::kRegsOneRow : Madd::kRegs;
-              constexpr int kTileChannels = NR * Madd::kChannels;
-              for (int64_t c = 0; c < used; c += kTileChannels)
-                madd_tile<rows, NR>(x.get() + r * ldx, ldx, panel + c * 4, g, g_end, g == 0, r == m0 && c == 0,
-                                    acc.data() + (r - m0) * kPanelLanes + 2 * c);
-            });
-        }
-        madd_epilogue<O>(acc.data(), m0, m1 - m0, p, a);
-      }
-    }
-  });
+  panel_loops<MR>(a, groups, kMaddBlockGroups, row_panel, kPanelLanes, min_cells,
+                  [&](auto rows, int64_t r, const int8_t* panel, int64_t used, int64_t g, int64_t g_end,
+                      bool first_rows, int32_t* acc) {
+                    // A row alone gets wider tiles: more independent accumulators, whole lines of w.
+                    constexpr int NR = decltype(rows)::value == 1 ? Madd::kRegsOneRow : Madd::kRegs;
+                    constexpr int kTileChannels = NR * Madd::kChannels;
+                    for (int64_t c = 0; c < used; c += kTileChannels)
+                      madd_tile<rows, NR>(x.get() + r * ldx, ldx, panel + c * 4, g, g_end, g == 0,
+                                          first_rows && c == 0, acc + 2 * c);
+                  },
+                  [&](const int32_t* acc, int64_t m0, int64_t rows, int64_t p) { madd_epilogue<O>(acc, m0, rows, p, a); });
 }
 
 inline void madd_gemm(const Int8GemmArgs& a) {

@@ -8,13 +8,11 @@
 // 128 * sum_k w[n, k], which the epilogue removes with colsum.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "vec_avx2.h"
 #define PRUNQ_ISA avx2
 #include "gelu_kernel.h"
-#include "../common/parallel.h"
-#include "padded_rows.h"
+#include "int8_panel_loops.h"
 
 namespace prunq::cpu::avx2 {
 namespace {
@@ -33,7 +31,7 @@ template <int MR, int NR>
 __attribute__((noinline)) void narrow_tile(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t g0, int64_t g1,
                                            bool first, bool prefetch, int32_t* acc) {
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t c0 = g0; c0 < g1; c0 += kGroupsInInt16) {
+  for (int64_t c0 = g0; c0 == g0 || c0 < g1; c0 += kGroupsInInt16) {  // once for g0 == g1 (K = 0): zeros
     const int64_t c1 = std::min(g1, c0 + kGroupsInInt16);
     __m256i s[MR][NR];
 #pragma GCC unroll 8
@@ -102,33 +100,20 @@ void narrow_gemm_typed(const Int8GemmArgs& a) {
       _mm256_store_si256(row, _mm256_xor_si256(_mm256_load_si256(row), flip));
     }
   });
-  const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel = std::max<int64_t>(kRows, kRowPanelBytes / ldx / kRows * kRows);
-  const int64_t min_cells =
+  const int64_t min_cells =  // as the int16 kernel: ~256K multiply-adds per thread before splitting pays
       std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, std::min<int64_t>(a.m, kRows) * kp * kVnniPanel));
-  parallel_for_2d(a.m, kRows, panels, a.num_threads, min_cells, [&](int64_t r_begin, int64_t r_end, int64_t p_begin,
-                                                                    int64_t p_end) {
-    std::vector<int32_t> acc(size_t(std::min(r_end - r_begin, row_panel)) * kVnniPanel);
-    for (int64_t m0 = r_begin; m0 < r_end; m0 += row_panel) {
-      const int64_t m1 = std::min(r_end, m0 + row_panel);
-      for (int64_t p = p_begin; p < p_end; ++p) {
-        const int8_t* panel = a.w + p * kVnniPanel * kp;
-        const int64_t used = std::min<int64_t>(kVnniPanel, a.n - p * kVnniPanel);
-        if (groups == 0) std::fill(acc.begin(), acc.end(), 0);  // K = 0: zero sums
-        for (int64_t g = 0; g < groups; g += kBlockGroups) {
-          const int64_t g_end = std::min(groups, g + kBlockGroups);
-          for (int64_t r = m0; r < m1; r += kRows)
-            with_rows<kRows>(int(std::min<int64_t>(kRows, m1 - r)), [&](auto rows) {
-              constexpr int NR = decltype(rows)::value == 1 ? kRegsOneRow : kRegs;
-              for (int64_t c = 0; c < used; c += NR * kChannels)
-                narrow_tile<rows, NR>(xu + r * ldx, ldx, panel + c * 4, g, g_end, g == 0, r == m0 && c == 0,
-                                      acc.data() + (r - m0) * kVnniPanel + c);
-            });
-        }
-        narrow_epilogue<O>(acc.data(), m0, m1 - m0, p, a);
-      }
-    }
-  });
+  panel_loops<kRows>(a, groups, kBlockGroups, row_panel, kVnniPanel, min_cells,
+                     [&](auto rows, int64_t r, const int8_t* panel, int64_t used, int64_t g, int64_t g_end,
+                         bool first_rows, int32_t* acc) {
+                       constexpr int NR = decltype(rows)::value == 1 ? kRegsOneRow : kRegs;
+                       for (int64_t c = 0; c < used; c += NR * kChannels)
+                         narrow_tile<rows, NR>(xu + r * ldx, ldx, panel + c * 4, g, g_end, g == 0,
+                                               first_rows && c == 0, acc + c);
+                     },
+                     [&](const int32_t* acc, int64_t m0, int64_t rows, int64_t p) {
+                       narrow_epilogue<O>(acc, m0, rows, p, a);
+                     });
 }
 
 }  // namespace
