@@ -35,12 +35,23 @@ template <class T> inline void prefetch_ahead(const T* p) {
   __builtin_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes);
 }
 
+// Independent partial sums per row: 8 lanes at least, as AVX2 gives, so that the portable path's
+// one lane sums a row as accurately as the vector paths do.
+constexpr int kSums = Vec::width >= 8 ? 1 : 8 / Vec::width;
+
+inline float total(const Vec (&sums)[kSums]) {
+  float t = 0.f;
+  for (const Vec& s : sums) t += s.sum();
+  return t;
+}
+
 template <class T, class P, bool RMS>
 void add_norm_row(const T* x, const T* r, const P* w, const P* b, T* out, T* sum, int64_t h,
                   float eps) {
   // Pass 1: sum = x + residual, stored; the stored (rounded) value is what gets normalized,
   // as in the unfused x + residual followed by a norm.
-  Vec acc = Vec::zero();
+  Vec acc[kSums];
+  for (Vec& a : acc) a = Vec::zero();
   for_chunks(h, [&](int64_t i, int n) {
     if ((i * int64_t(sizeof(T))) % kLineBytes == 0) {
       prefetch_ahead(x + i);
@@ -49,27 +60,30 @@ void add_norm_row(const T* x, const T* r, const P* w, const P* b, T* out, T* sum
     Vec s = load(x + i, n) + load(r + i, n);
     store(s, sum + i, n);
     if constexpr (!std::is_same_v<T, float>) s = load(sum + i, n);
-    acc = RMS ? fma(s, s, acc) : acc + s;
+    Vec& a = acc[(i / Vec::width) % kSums];
+    a = RMS ? fma(s, s, a) : a + s;
   });
-  const float moment = acc.sum() / float(h);
+  const float moment = total(acc) / float(h);
   const float mean = RMS ? 0.f : moment;
   float var = moment;
   if constexpr (!RMS) {
     // Pass 2 (LayerNorm): variance about the mean, two-pass for accuracy. Lanes past the tail
     // would add mean^2 each, so the tail is summed one element at a time.
-    Vec sq = Vec::zero();
+    Vec sq[kSums];
+    for (Vec& a : sq) a = Vec::zero();
     const Vec m = Vec::splat(mean);
     const int64_t full = h - h % Vec::width;
     for (int64_t i = 0; i < full; i += Vec::width) {
       const Vec d = Vec::load(sum + i) - m;
-      sq = fma(d, d, sq);
+      Vec& a = sq[(i / Vec::width) % kSums];
+      a = fma(d, d, a);
     }
     float tail = 0.f;
     for (int64_t i = full; i < h; ++i) {
       const float d = to_float(sum[i]) - mean;
       tail += d * d;
     }
-    var = (sq.sum() + tail) / float(h);
+    var = (total(sq) + tail) / float(h);
   }
   const Vec rstd = Vec::splat(1.f / std::sqrt(var + eps));
   const Vec m = Vec::splat(mean);
