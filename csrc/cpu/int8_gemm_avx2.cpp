@@ -1,7 +1,8 @@
 // AVX2 has no 8-bit dot-product instruction that is exact for the whole int8 range
 // (vpmaddubsw saturates), so both operands are widened to 16 bits and multiplied with vpmaddwd:
 // in 4 x 4 tiles of dot products on plain w, and in the packed-panel kernel
-// (int8_gemm_madd_kernel.h) on the VNNI packing of w.
+// (int8_gemm_madd_kernel.h) on the VNNI packing of w. Packed 4-bit weights, which cannot
+// saturate it, take vpmaddubsw (int8_gemm_narrow_avx2.cpp).
 #include <cstring>
 
 #include "vec_avx2.h"

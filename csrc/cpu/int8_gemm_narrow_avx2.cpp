@@ -1,5 +1,5 @@
 // The INT8 GEMM on the VNNI packing of w (pack_int8_vnni) for AVX2 when every weight lies in
-// [-kNarrowMax, kNarrowMax], as the 4-bit weights of int8:w4 modules do. vpmaddubsw multiplies x
+// [-kNarrowWeightMax, kNarrowWeightMax] (8), as the 4-bit weights of int8:w4 modules do. vpmaddubsw multiplies x
 // made unsigned (x + 128, at most 255) by w and adds each pair of products into an int16 lane: a
 // lane then holds at most 2 * 255 * 8 = 4080, so the lanes of kGroupsInInt16 = 8 groups of 4 k
 // add up in int16 without saturating (32640), and one vpmaddwd against ones per 8 groups widens
@@ -18,6 +18,7 @@ namespace prunq::cpu::avx2 {
 namespace {
 
 constexpr int kGroupsInInt16 = 8;
+static_assert(kGroupsInInt16 * 2 * 255 * kNarrowWeightMax <= 32767, "int16 sums must not saturate");
 constexpr int kChannels = 8;  // per register: 8 channels x 4 k of w
 constexpr int kRows = 4;  // a tile: 4 rows x 2 registers; 5 and 6 rows spilled sums to the stack (GCC 12)
 constexpr int kRegs = 2, kRegsOneRow = 8;  // a row alone: the whole panel, 8 registers

@@ -22,10 +22,11 @@ CPU tensors run on prunq._C; CUDA tensors on the Triton kernels (triton_kernels/
 others on the reference. prunq._cuda has kernels for quantize_per_token and, for few rows of x,
 int8_weight_only_linear: eager CUDA calls take them where they measured faster than Triton (every
 quantize without SmoothQuant's channel scale; weight-only up to 4 rows), PRUNQ_BACKEND=cuda (or
-native) always, and the GPU benchmark compares them with Triton. On the CPU the functional ops read w_q as it is (dot products along
-K over 4 x 4 tiles; from 64 rows int8_linear packs w for the call). The faster packed-panel
-kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to int16 on AVX2 and on AVX-512
-without VNNI, exact for every int8) read a packed copy (prunq.formats.int8.vnni_pack) that
+native) always, and the GPU benchmark compares them with Triton. On the CPU the functional ops
+read w_q as it is (dot products along K over 4 x 4 tiles; from 64 rows int8_linear packs w for
+the call). The faster packed-panel kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to
+int16 on AVX2 and on AVX-512 without VNNI, exact for every int8; on AVX2, vpmaddubsw for the
+4-bit weights of Int8Linear's eager calls) read a packed copy (prunq.formats.int8.vnni_pack) that
 modules make once and pass through `int8_linear_prepacked`, which is int8_linear with that copy
 beside w_q and an optional activation applied in the epilogue (activation="gelu": the exact,
 erf GELU of y, as in BERT's intermediate layer, saving a pass over the widest activation of the
