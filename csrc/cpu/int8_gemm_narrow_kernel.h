@@ -74,6 +74,21 @@ __attribute__((noinline)) void narrow_tile(const uint8_t* x, int64_t ldx, const 
   }
 }
 
+// x + 128 as unsigned bytes in rows of ldx bytes, of which [0, kp) are written (from k on zeros,
+// which meet zero weights), in one pass.
+inline AlignedRows<uint8_t> unsigned_rows(const Int8GemmArgs& a, int64_t kp, int64_t ldx) {
+  AlignedRows<uint8_t> rows(static_cast<uint8_t*>(std::aligned_alloc(64, size_t(std::max<int64_t>(1, a.m) * ldx))));
+  parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int8_t* src = a.x + r * a.k;
+      uint8_t* dst = rows.get() + r * ldx;
+      for (int64_t i = 0; i < a.k; ++i) dst[i] = uint8_t(src[i]) ^ 0x80;
+      std::fill(dst + a.k, dst + kp, uint8_t(0));
+    }
+  });
+  return rows;
+}
+
 // y for rows [m0, m0 + rows) and the channels of panel p.
 template <class O>
 void narrow_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, const Int8GemmArgs& a) {
@@ -84,10 +99,14 @@ void narrow_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, co
     const Vec x_scale = Vec::splat(a.x_scale[m0 + i]);
     for (int j = 0; j < cols; j += Vec::width) {
       const Vec dot = Narrow::dot(acc + i * kVnniPanel + j, a.w_colsum + n0 + j);  // colsum: whole panels
-      const int n = std::min(Vec::width, cols - j);
-      const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
-      const Vec y = activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation);
-      if (n == Vec::width) y.store(out + j); else y.store(out + j, n);
+      if (cols - j >= Vec::width) {  // whole registers: a partial load or store goes through a buffer
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
+        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j), b), a.activation).store(out + j);
+      } else {
+        const int n = cols - j;
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation).store(out + j, n);
+      }
     }
   }
 }
@@ -98,12 +117,8 @@ void narrow_gemm_typed(const Int8GemmArgs& a) {
   static_assert(Narrow::kChannels == Vec::width, "the epilogue reads one register of sums per Vec");
   const int64_t kp = vnni_padded_k(a.k), groups = kp / 4;
   const int64_t ldx = (kp + 63) / 64 * 64 + 64;  // rows in different L1 sets
-  AlignedRows<int8_t> x = padded_rows<int8_t>(a.x, a.m, a.k, kp, ldx, a.num_threads);
-  uint8_t* xu = reinterpret_cast<uint8_t*>(x.get());
-  parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r)
-      for (int64_t i = 0; i < kp; ++i) xu[r * ldx + i] ^= 0x80;  // x + 128 as unsigned bytes
-  });
+  const AlignedRows<uint8_t> x = unsigned_rows(a, kp, ldx);
+  const uint8_t* xu = x.get();
   const int64_t row_panel = std::max<int64_t>(MR, kNarrowRowPanelBytes / ldx / MR * MR);
   const int64_t min_cells =  // as the int16 kernel: ~256K multiply-adds per thread before splitting pays
       std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, std::min<int64_t>(a.m, MR) * kp * kVnniPanel));
