@@ -75,29 +75,6 @@ __attribute__((noinline)) void madd_tile(const int16_t* x, int64_t ldx, const in
     for (int j = 0; j < NR; ++j) Madd::store(acc + i * kPanelLanes + j * kLanes, c[i][j]);
 }
 
-// y for rows [m0, m0 + rows) and the channels of panel p from their accumulator lanes.
-template <class O>
-void madd_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, const Int8GemmArgs& a) {
-  const int64_t n0 = p * kVnniPanel;
-  const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
-  for (int64_t i = 0; i < rows; ++i) {
-    const int32_t* lanes = acc + i * kPanelLanes;
-    O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + n0;
-    const Vec x_scale = Vec::splat(a.x_scale[m0 + i]);
-    for (int j = 0; j < cols; j += Vec::width) {
-      const Vec dot{Madd::fold(lanes + 2 * j)};  // lanes past `cols` are read and not used
-      if (cols - j >= Vec::width) {
-        const Vec b = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
-        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j), b), a.activation).store(out + j);
-      } else {
-        const int n = cols - j;
-        const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
-        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation).store(out + j, n);
-      }
-    }
-  }
-}
-
 template <class O>
 void madd_gemm_typed(const Int8GemmArgs& a) {
   constexpr int MR = Madd::kRows;
@@ -121,7 +98,11 @@ void madd_gemm_typed(const Int8GemmArgs& a) {
                       madd_tile<rows, NR>(x.get() + r * ldx, ldx, panel + c * 4, g, g_end, g == 0,
                                           first_rows && c == 0, acc + 2 * c);
                   },
-                  [&](const int32_t* acc, int64_t m0, int64_t rows, int64_t p) { madd_epilogue<O>(acc, m0, rows, p, a); });
+                  [&](const int32_t* acc, int64_t m0, int64_t rows, int64_t p) {
+                    panel_epilogue<O>(a, m0, rows, p, [&](int64_t i, int j) {
+                      return Vec{Madd::fold(acc + i * kPanelLanes + 2 * j)};  // lanes past the panel's: unused
+                    });
+                  });
 }
 
 inline void madd_gemm(const Int8GemmArgs& a) {

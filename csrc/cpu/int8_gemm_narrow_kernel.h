@@ -89,28 +89,6 @@ inline AlignedRows<uint8_t> unsigned_rows(const Int8GemmArgs& a, int64_t kp, int
   return rows;
 }
 
-// y for rows [m0, m0 + rows) and the channels of panel p.
-template <class O>
-void narrow_epilogue(const int32_t* acc, int64_t m0, int64_t rows, int64_t p, const Int8GemmArgs& a) {
-  const int64_t n0 = p * kVnniPanel;
-  const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
-  for (int64_t i = 0; i < rows; ++i) {
-    O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + n0;
-    const Vec x_scale = Vec::splat(a.x_scale[m0 + i]);
-    for (int j = 0; j < cols; j += Vec::width) {
-      const Vec dot = Narrow::dot(acc + i * kVnniPanel + j, a.w_colsum + n0 + j);  // colsum: whole panels
-      if (cols - j >= Vec::width) {  // whole registers: a partial load or store goes through a buffer
-        const Vec b = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
-        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j), b), a.activation).store(out + j);
-      } else {
-        const int n = cols - j;
-        const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
-        activate(fma(dot * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation).store(out + j, n);
-      }
-    }
-  }
-}
-
 template <class O>
 void narrow_gemm_typed(const Int8GemmArgs& a) {
   constexpr int MR = Narrow::kRows;
@@ -131,7 +109,10 @@ void narrow_gemm_typed(const Int8GemmArgs& a) {
                                             first_rows && c == 0, acc + c);
                   },
                   [&](const int32_t* acc, int64_t m0, int64_t rows, int64_t p) {
-                    narrow_epilogue<O>(acc, m0, rows, p, a);
+                    const int32_t* colsum = a.w_colsum + p * kVnniPanel;  // padded to whole panels
+                    panel_epilogue<O>(a, m0, rows, p, [&](int64_t i, int j) {
+                      return Narrow::dot(acc + i * kVnniPanel + j, colsum + j);
+                    });
                   });
 }
 

@@ -8,7 +8,8 @@
 //       acc_rows (g == 0: from zero; g == g_end happens once, for K = 0); first_rows: the row
 //       panel's first tile
 //   epilogue(acc, m0, rows, p)  y for rows [m0, m0 + rows) and the channels of panel p
-// Included by an instruction set's kernel after its vec header, with PRUNQ_ISA naming its namespace.
+// panel_epilogue writes y from the channel sums. Included by an instruction set's kernel after its
+// vec header and gelu_kernel.h, with PRUNQ_ISA naming its namespace.
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -43,6 +44,30 @@ void panel_loops(const Int8GemmArgs& a, int64_t groups, int64_t block_groups, in
       }
     }
   });
+}
+
+// y = activation(dot * x_scale * w_scale + bias) for rows [m0, m0 + rows) and the channels of panel
+// p, dot(i, j) giving the sums of the panel's channels [j, j + Vec::width) for row m0 + i as fp32
+// (channels past the panel's last are computed and not stored).
+template <class O, class Dot>
+void panel_epilogue(const Int8GemmArgs& a, int64_t m0, int64_t rows, int64_t p, Dot&& dot) {
+  const int64_t n0 = p * kVnniPanel;
+  const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
+  for (int64_t i = 0; i < rows; ++i) {
+    O* out = static_cast<O*>(a.out) + (m0 + i) * a.n + n0;
+    const Vec x_scale = Vec::splat(a.x_scale[m0 + i]);
+    for (int j = 0; j < cols; j += Vec::width) {
+      const Vec d = dot(i, j);
+      if (cols - j >= Vec::width) {  // whole registers: a partial load or store goes through a buffer
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j) : Vec::zero();
+        activate(fma(d * x_scale, Vec::load(a.w_scale + n0 + j), b), a.activation).store(out + j);
+      } else {
+        const int n = cols - j;
+        const Vec b = a.bias ? Vec::load(a.bias + n0 + j, n) : Vec::zero();
+        activate(fma(d * x_scale, Vec::load(a.w_scale + n0 + j, n), b), a.activation).store(out + j, n);
+      }
+    }
+  }
 }
 
 }  // namespace
