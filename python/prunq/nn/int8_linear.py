@@ -13,7 +13,8 @@ which leaves x @ w.T unchanged and evens out the ranges both sides are quantized
 
 weight_bits=4: w_q holds only the 16 levels -8..7 per channel (a signed scale: prunq.formats.int4)
 and is saved as packed nibbles (state_dict key w_q4, half the bytes); in memory it stays int8 and
-runs on the same kernels, so it is as fast as 8-bit weights and trades precision for file size.
+runs on the int8 kernels. On the AVX2 path its eager calls take the vpmaddubsw kernel that such
+weights allow (prunq.ops.int8_gemm.direct_linear); elsewhere it is as fast as 8-bit weights.
 """
 
 from __future__ import annotations
