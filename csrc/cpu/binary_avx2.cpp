@@ -12,7 +12,8 @@ namespace prunq::cpu::avx2 {
 namespace {
 
 using ByteTable = std::array<std::array<float, 8>, 256>;
-alignas(32) const ByteTable kBitsAsFloats = [] {
+// constexpr, so that no code of this AVX2 file runs at load time on a CPU without AVX2.
+alignas(32) constexpr ByteTable kBitsAsFloats = [] {
   ByteTable t{};
   for (int byte = 0; byte < 256; ++byte)
     for (int i = 0; i < 8; ++i) t[byte][i] = float((byte >> i) & 1);

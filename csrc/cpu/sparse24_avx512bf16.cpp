@@ -33,9 +33,21 @@ inline uint32_t value_pair(const bf16* v, int64_t g) {
   std::memcpy(&pair, v + 2 * g, 4);
   return pair;
 }
-const std::array<uint16_t, 256> kInt8AsBf16 = [] {
+// The bf16 bits of an int8 value v = m * 2^e (m in 1..128 held in 8 bits, so exact). constexpr:
+// a table filled at load time would run code of this AVX-512 file on every CPU.
+constexpr uint16_t int8_as_bf16_bits(int v) {
+  if (v == 0) return 0;
+  const unsigned magnitude = unsigned(v < 0 ? -v : v);
+  int e = 0;
+  while (magnitude >> (e + 1)) ++e;
+  const unsigned fraction = ((magnitude << 7) >> e) & 0x7F;
+  return uint16_t((v < 0 ? 0x8000u : 0u) | unsigned(127 + e) << 7 | fraction);
+}
+static_assert(int8_as_bf16_bits(1) == 0x3F80 && int8_as_bf16_bits(-3) == 0xC040 &&
+              int8_as_bf16_bits(-128) == 0xC300 && int8_as_bf16_bits(127) == 0x42FE);
+constexpr std::array<uint16_t, 256> kInt8AsBf16 = [] {
   std::array<uint16_t, 256> table{};
-  for (int i = 0; i < 256; ++i) table[i] = from_float<bf16>(float(int8_t(i))).bits;
+  for (int i = 0; i < 256; ++i) table[i] = int8_as_bf16_bits(int8_t(i));
   return table;
 }();
 inline uint32_t value_pair(const int8_t* v, int64_t g) {
