@@ -439,10 +439,14 @@ def test_other_bad_inputs():
 
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("activation", ["none", "gelu"])
-def test_narrow_weights_kernel_gives_the_exact_kernels_output(cpu_isa, out_dtype, activation):
+@pytest.mark.parametrize("x_dtype, channel_scaled", [(torch.float32, False), (torch.bfloat16, True),
+                                                      (torch.float16, False)])
+def test_narrow_weights_kernel_gives_the_exact_kernels_output(cpu_isa, out_dtype, activation, x_dtype,
+                                                              channel_scaled):
     """Packed 4-bit weights (|w| <= 8) flagged narrow: on the AVX2 path the vpmaddubsw kernel (int16
     sums over 8 groups of 4 k, K blocks of 512, tiles of 4 rows or one), elsewhere the flag is
-    ignored. Its output equals the exact kernel's bit for bit, over odd shapes."""
+    ignored. Its output and x's scales equal the exact kernel's bit for bit, over odd shapes, for
+    fp32, bf16 and fp16 x, with SmoothQuant's channel scale and a row holding inf."""
     if not _native.C.packed_gemm_available():
         pytest.skip("no packed GEMM on this path")
     g = torch.Generator().manual_seed(0)
@@ -452,15 +456,21 @@ def test_narrow_weights_kernel_gives_the_exact_kernels_output(cpu_isa, out_dtype
         w = torch.randint(-8, 8, (n, k), dtype=torch.int8, generator=g)
         w[:, 0] = -8
         packed, colsum = vnni_pack(w)
-        x, w_scale, bias = torch.randn(m, k, generator=g), torch.rand(n, generator=g), torch.randn(n, generator=g)
-        outs = []
+        x = torch.randn(m, k, generator=g).to(x_dtype)
+        x[m // 2, k // 2] = float("inf")
+        w_scale, bias = torch.rand(n, generator=g), torch.randn(n, generator=g)
+        channel_scale = torch.rand(k, generator=g) + 0.5
+        outs, scales = [], []
         for narrow in (False, True):
-            out = torch.empty(m, n, dtype=out_dtype)
-            _native.C.int8_dynamic_gemm(x.data_ptr(), code(x.dtype), 0, 0, packed.data_ptr(), colsum.data_ptr(),
-                                        w_scale.data_ptr(), bias.data_ptr(), out.data_ptr(), code(out_dtype), m, n,
-                                        k, torch.get_num_threads(), int8_gemm.ACTIVATIONS[activation], narrow)
+            out, x_scale = torch.empty(m, n, dtype=out_dtype), torch.empty(m)
+            _native.C.int8_dynamic_gemm(x.data_ptr(), code(x.dtype), channel_scale.data_ptr() if channel_scaled else 0,
+                                        x_scale.data_ptr(), packed.data_ptr(), colsum.data_ptr(), w_scale.data_ptr(),
+                                        bias.data_ptr(), out.data_ptr(), code(out_dtype), m, n, k,
+                                        torch.get_num_threads(), int8_gemm.ACTIVATIONS[activation], narrow)
             outs.append(out)
-        assert torch.equal(outs[0], outs[1]), (m, k, n)
+            scales.append(x_scale)
+        for exact, narrow in (outs, scales):  # bit for bit, NaN where the inf row makes it
+            torch.testing.assert_close(narrow, exact, rtol=0, atol=0, equal_nan=True, msg=f"{(m, k, n)}")
 
 
 @pytest.mark.parametrize("weight_bits", [8, 4])
