@@ -40,11 +40,12 @@ def init_functions(library: str) -> list[int]:
     return []
 
 
-def vector_instructions_at_load(library: str, max_instructions: int = 4000) -> list[str]:
+def vector_instructions_at_load(library: str) -> list[str]:
     """AVX instructions (a v-prefixed mnemonic or a ymm/zmm/mask register) reachable from the
-    init functions through straight-line code and direct jumps (calls are not followed)."""
+    init functions through straight-line code and direct jumps (calls are not followed; a block
+    ends at a return or any jump, prefixed or not)."""
     found, seen, todo = [], set(), init_functions(library)
-    while todo and len(seen) < max_instructions:
+    while todo:
         start = todo.pop()
         if start in seen:
             continue
