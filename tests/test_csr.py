@@ -174,3 +174,33 @@ def test_a_layout_that_passed_is_checked_again_only_once_changed(monkeypatch):
     col[-1] = 12  # out of range
     with pytest.raises(ValueError, match="col_indices: expected values in"):
         layout.check(crow, col, values, 5, 12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 12), k=st.integers(1, 20), seed=st.integers(0, 2**16), change=st.sampled_from(
+    ["none", "swap", "repeat", "range", "negative"]))
+def test_the_native_index_check_agrees_with_the_torch_one(n, k, seed, change):
+    """The check on every op call runs in C++ on CPU tensors (every column in range; a column not
+    above the one before only where a row starts, empty rows between); it accepts exactly the
+    indices the check in torch accepts."""
+    g = torch.Generator().manual_seed(seed)
+    crow, col, values = layout.from_dense(sparse_weight(n, k, 0.6, g))
+    col = col.clone()
+    if col.numel() > 1 and change in ("swap", "repeat"):
+        j = int(torch.randint(1, col.numel(), (1,), generator=g))
+        col[j] = col[j - 1] if change == "repeat" else col[j - 1] - 1
+    elif col.numel() and change in ("range", "negative"):
+        col[int(torch.randint(col.numel(), (1,), generator=g))] = k if change == "range" else -1
+
+    def accepted(native):
+        saved = layout._native.C
+        layout._native.C = saved if native else None
+        try:
+            layout.check(crow, col.clone(), values, n, k)
+            return True
+        except ValueError:
+            return False
+        finally:
+            layout._native.C = saved
+
+    assert accepted(native=True) == accepted(native=False)

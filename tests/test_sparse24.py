@@ -219,3 +219,43 @@ def test_a_layout_that_passed_is_checked_again_only_once_changed(monkeypatch):
     meta[0, 0] = 0  # the first group's positions 0 and 0: corrupt
     with pytest.raises(ValueError, match="row 0, group 0"):
         layout.check(values, meta, 16)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+@pytest.mark.parametrize("values_dtype", [torch.float32, torch.int8])
+def test_few_rows_over_whole_and_partial_chunks(cpu_isa, m, values_dtype):
+    """Below 16 rows of x, rows of W are read in chunks (16 k on AVX2, 32 on AVX-512), several
+    chunks a step while few rows of x share them; K from under one chunk to several steps and a
+    remainder, each with a tail of groups after the last whole chunk."""
+    g = torch.Generator().manual_seed(m)
+    for k in [8, 16, 24, 40, 72, 88, 136, 200, 264, 392]:
+        w = two_of_four(9, k, g, values_dtype)
+        values, meta = prunq.ops.sparse24_pack(w)
+        x = torch.randn(m, k, generator=g)
+        w_scale = torch.rand(9, generator=g) * 0.05 if values_dtype == torch.int8 else None
+        torch.testing.assert_close(prunq.ops.sparse24_linear(x, values, meta, None, w_scale),
+                                   sparse24_linear_ref(x, values, meta, None, w_scale), **tolerance(torch.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), row_bytes=st.integers(1, 700), seed=st.integers(0, 2**16),
+       corruptions=st.integers(0, 3))
+def test_the_native_meta_check_names_the_group_the_torch_one_does(rows, row_bytes, seed, corruptions):
+    """The check on every op call runs in C++ on CPU tensors, a block of bytes at a time; it finds
+    the first bad group wherever it lies, as the check in torch does."""
+    g = torch.Generator().manual_seed(seed)
+    values, meta = layout.pack(two_of_four(rows, 8 * row_bytes, g))
+    for _ in range(corruptions):
+        meta.view(-1)[int(torch.randint(meta.numel(), (1,), generator=g))] = int(torch.randint(256, (1,), generator=g))
+
+    def message(native):
+        saved = layout._native.C
+        layout._native.C = saved if native else None
+        try:
+            layout.check(values, meta.clone(), 8 * row_bytes)
+        except ValueError as error:
+            return str(error)
+        finally:
+            layout._native.C = saved
+
+    assert message(native=True) == message(native=False)

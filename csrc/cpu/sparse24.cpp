@@ -1,5 +1,6 @@
 #include "sparse24.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -12,9 +13,11 @@ namespace {
 // The portable Gather: eight lanes in an array the compiler may vectorise.
 struct Gather {
   static constexpr int kValues = 8;
+  static constexpr int kChains = 1;  // its lanes are independent sums already
   using Reg = std::array<float, kValues>;
   using Positions = std::array<int, kValues>;
   static Reg zero() { return {}; }
+  static void arrange(float*, int64_t) {}  // x as it lies
   static Positions positions(const uint8_t* meta) {
     Positions pos;
     for (int i = 0; i < kValues; ++i) pos[i] = 4 * (i / 2) + ((meta[i / 4] >> (2 * (i % 4))) & 3);
@@ -39,6 +42,10 @@ struct Gather {
     for (int i = 0; i < kValues; ++i) c[i] += a[i] * b[i];
     return c;
   }
+  static Reg add(Reg a, const Reg& b) {
+    for (int i = 0; i < kValues; ++i) a[i] += b[i];
+    return a;
+  }
   static float sum(const Reg& r) {
     float s = 0.f;
     for (float v : r) s += v;
@@ -57,11 +64,23 @@ namespace prunq::cpu {
 void sparse24_linear_portable(const Sparse24Args& a) { portable::sparse24_linear(a); }
 
 int64_t sparse24_first_bad_group(const uint8_t* meta, int64_t bytes) {
-  for (int64_t i = 0; i < bytes; ++i)
-    for (int g = 0; g < 2; ++g) {
-      const int code = (meta[i] >> (4 * g)) & 0xF;
-      if ((code & 3) >= (code >> 2)) return 2 * i + g;
+  // Blocks are checked branch-free, so that the compiler vectorises it (the check runs on every op
+  // call); only a block holding a bad group is searched for it.
+  constexpr int64_t kBlock = 1024;
+  for (int64_t start = 0; start < bytes; start += kBlock) {
+    const int64_t end = std::min(bytes, start + kBlock);
+    uint8_t bad = 0;
+    for (int64_t i = start; i < end; ++i) {
+      const uint8_t b = meta[i];
+      bad |= uint8_t((b & 3) >= ((b >> 2) & 3)) | uint8_t(((b >> 4) & 3) >= (b >> 6));
     }
+    if (!bad) continue;
+    for (int64_t i = start; i < end; ++i)
+      for (int g = 0; g < 2; ++g) {
+        const int code = (meta[i] >> (4 * g)) & 0xF;
+        if ((code & 3) >= (code >> 2)) return 2 * i + g;
+      }
+  }
   return -1;
 }
 

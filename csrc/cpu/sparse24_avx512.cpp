@@ -10,8 +10,10 @@ namespace {
 
 struct Gather {
   using Reg = __m512;
+  static constexpr int kChains = 4;
   static constexpr int kValues = 16;
   static Reg zero() { return _mm512_setzero_ps(); }
+  static void arrange(float*, int64_t) {}  // x as it lies
   // Lane i: value i's position (2 bits at 2i of the chunk's four meta bytes) plus its group's
   // first k: the index of its x within the chunk.
   static __m512i positions(const uint8_t* meta) {
@@ -32,6 +34,7 @@ struct Gather {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v))));
   }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   static float sum(Reg r) { return _mm512_reduce_add_ps(r); }
 };
 

@@ -5,12 +5,15 @@
 // At one row of x this reads 9/16 of the bytes of a dense bf16 weight (5/16 with int8 values).
 // Included by each instruction-set translation unit after its vec header and its Gather:
 //   using Reg;  static constexpr int kValues;
+//   static constexpr int kChains;                               FMA chains that hide the latency
 //   static Reg zero();
 //   static auto positions(const uint8_t* meta);                 the chunk's kValues / 4 meta bytes
+//   static void arrange(float* x, int64_t kp);                  x's padded row laid out for pick
 //   static Reg pick(const float* x, positions);                 x[4 (i / 2) + position i], i < kValues
+//                                                               (of the row before arrange)
 //   template <class T> static Reg load_values(const T* v);      kValues values as fp32 (T: float,
 //                                                               bf16, f16 or int8_t)
-//   static Reg fma(Reg a, Reg b, Reg c);  static float sum(Reg r);
+//   static Reg fma(Reg a, Reg b, Reg c);  static Reg add(Reg a, Reg b);  static float sum(Reg r);
 // with PRUNQ_ISA naming its namespace. From kPanelFromRows rows of x, the kernel is instead the
 // panel kernel (panel_kernel.h) that CSR uses, vectorised over rows of x: a chunk's permutes
 // serve only kSparseRows rows, a panel's broadcast value serves a whole tile.
@@ -29,19 +32,29 @@ namespace {
 constexpr int kSparseRows = 4;  // rows of x sharing each chunk's decoded positions
 constexpr int64_t kBlockBytes = 256 << 10;  // values of W read by every tile of rows in turn
 
-// dots[i] = x row i . W row n, for MR rows from x (row stride kp).
+// dots[i] = x row i . W row n, for MR rows from x (row stride kp). Below Gather::kChains rows each
+// row keeps kChains / MR sums over successive chunks: with one, every chunk would wait on the
+// previous FMA.
 template <int MR, class V>
 void sparse24_dots(const float* x, int64_t kp, const V* values, const uint8_t* meta, float dots[MR]) {
-  typename Gather::Reg acc[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = Gather::zero();
+  constexpr int kSums = std::max(1, Gather::kChains / MR);
   constexpr int kChunkK = 2 * Gather::kValues;
-  int64_t c = 0;
-  for (; c + kChunkK <= kp; c += kChunkK) {
+  typename Gather::Reg acc[MR][kSums];
+  for (int i = 0; i < MR; ++i)
+    for (int s = 0; s < kSums; ++s) acc[i][s] = Gather::zero();
+  auto chunk = [&](int64_t c, int s) {
     const auto pos = Gather::positions(meta + c / 8);
     const auto w = Gather::load_values(values + c / 2);
-    for (int i = 0; i < MR; ++i) acc[i] = Gather::fma(Gather::pick(x + i * kp + c, pos), w, acc[i]);
+    for (int i = 0; i < MR; ++i) acc[i][s] = Gather::fma(Gather::pick(x + i * kp + c, pos), w, acc[i][s]);
+  };
+  int64_t c = 0;
+  for (; c + kSums * kChunkK <= kp; c += kSums * kChunkK)
+    for (int s = 0; s < kSums; ++s) chunk(c + s * kChunkK, s);
+  for (; c + kChunkK <= kp; c += kChunkK) chunk(c, 0);
+  for (int i = 0; i < MR; ++i) {
+    for (int s = 1; s < kSums; ++s) acc[i][0] = Gather::add(acc[i][0], acc[i][s]);
+    dots[i] = Gather::sum(acc[i][0]);
   }
-  for (int i = 0; i < MR; ++i) dots[i] = Gather::sum(acc[i]);
   for (; c < kp; c += 8) {  // the last groups, two at a time (one meta byte)
     for (int g = 0; g < 2; ++g) {
       const int code = (meta[c / 8] >> (4 * g)) & 0xF;
@@ -88,6 +101,7 @@ void sparse24_typed(const Sparse24Args& a) {
                         static_cast<T*>(a.out), a.n);
   }
   const AlignedRows<float> x = padded_rows<float>(static_cast<const T*>(a.x), a.m, a.k, kp, kp, a.num_threads);
+  for (int64_t r = 0; r < a.m; ++r) Gather::arrange(x.get() + r * kp, kp);
   const auto* values = static_cast<const V*>(a.values);
   // Every row of W holds the same number of values, so an even split of rows balances the work.
   const int64_t min_rows = 1 + (int64_t(1) << 17) / std::max<int64_t>(1, a.m * kp / 2);
