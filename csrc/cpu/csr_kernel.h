@@ -29,6 +29,24 @@ std::vector<int64_t> balanced_starts(const int32_t* crow, int64_t n, int parts) 
 // directly, four partial sums to hide the FMA latency.
 constexpr int64_t kPanelFromRows = 4;
 
+// An instruction set's file may define PRUNQ_CSR_DOT_ATTRIBUTES to keep the compiler from turning
+// csr_dot's loads of x into vector gathers where they are slower than scalar loads.
+#ifndef PRUNQ_CSR_DOT_ATTRIBUTES
+#define PRUNQ_CSR_DOT_ATTRIBUTES
+#endif
+
+// The dot product of the non-zeros [begin, end) of a row of W with row, a row of x.
+template <class V>
+PRUNQ_CSR_DOT_ATTRIBUTES float csr_dot(const V* values, const int32_t* col, int32_t begin, int32_t end,
+                                       const float* row) {
+  float sums[4] = {0.f, 0.f, 0.f, 0.f};
+  int32_t j = begin;
+  for (; j + 4 <= end; j += 4)
+    for (int u = 0; u < 4; ++u) sums[u] += to_float(values[j + u]) * row[col[j + u]];
+  for (; j < end; ++j) sums[0] += to_float(values[j]) * row[col[j]];
+  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
+}
+
 template <class T, class V>
 void csr_few_rows(const CsrArgs& a, const std::vector<int64_t>& starts, int parts) {
   const auto* x = static_cast<const T*>(a.x);
@@ -38,12 +56,7 @@ void csr_few_rows(const CsrArgs& a, const std::vector<int64_t>& starts, int part
     for (int64_t r = 0; r < a.m; ++r) {
       for (int64_t i = 0; i < a.k; ++i) row[i] = to_float(x[r * a.k + i]);
       for (int64_t n = starts[p_begin]; n < starts[p_end]; ++n) {
-        float sums[4] = {0.f, 0.f, 0.f, 0.f};
-        int32_t j = a.crow[n];
-        for (; j + 4 <= a.crow[n + 1]; j += 4)
-          for (int u = 0; u < 4; ++u) sums[u] += to_float(values[j + u]) * row[a.col[j + u]];
-        for (; j < a.crow[n + 1]; ++j) sums[0] += to_float(values[j]) * row[a.col[j]];
-        const float dot = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+        const float dot = csr_dot(values, a.col, a.crow[n], a.crow[n + 1], row.data());
         static_cast<T*>(a.out)[r * a.n + n] =
             from_float<T>(dot * (a.w_scale ? a.w_scale[n] : 1.f) + (a.bias ? a.bias[n] : 0.f));
       }
