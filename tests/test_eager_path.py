@@ -11,7 +11,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import prunq
-from prunq.nn import AddLayerNorm, AddRMSNorm, Int8Linear
+from prunq.nn import AddLayerNorm, AddRMSNorm, CSRLinear, Int8Linear, Sparse24Linear
 
 
 class OpsSeen(TorchDispatchMode):
@@ -69,6 +69,34 @@ def test_int8_linear_agrees_with_the_op(cpu_isa, kind, dtype):
     for shape in [(1, 48), (3, 7, 48), (0, 48)]:
         x = torch.randn(shape, dtype=dtype)
         torch.testing.assert_close(module(x), through_the_op(module, x), rtol=0, atol=0)
+
+
+def sparse_module(kind):
+    torch.manual_seed(0)
+    linear = nn.Linear(48, 40)
+    if kind.startswith("2:4"):
+        return Sparse24Linear.from_linear(linear, int8=kind.endswith("int8"))
+    prunq.compress.prune(linear, 0.95)  # sparse enough for the CSR kernel
+    module = CSRLinear.from_linear(linear, int8=kind.endswith("int8"))
+    assert module.dense_weight is None
+    return module
+
+
+@pytest.mark.parametrize("kind", ["2:4", "2:4 int8", "csr", "csr int8"])
+def test_sparse_modules_agree_with_the_op(cpu_isa, kind):
+    """Their buffers are read in place where they are contiguous, and copied where they are not."""
+    module = sparse_module(kind)
+    for shape in [(1, 48), (3, 7, 48), (0, 48)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(module(x), through_the_op(module, x), rtol=0, atol=0)
+    x = torch.randn(5, 96)[:, ::2]
+    expected = through_the_op(module, x.contiguous())
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+    name = "values" if kind.startswith("2:4") else "col_indices"
+    buffer = getattr(module, name)
+    setattr(module, name, torch.stack([buffer, buffer], -1)[..., 0])  # the same values, strided
+    assert not getattr(module, name).is_contiguous()
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
 
 
 def test_ops_agree_with_torch_ops(cpu_isa):

@@ -93,16 +93,16 @@ class CSRLinear(SparseLinearBase):
                 "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dense_weight is not None:
-            return nn.functional.linear(x, self.dense_weight.to(x.dtype),
-                                        None if self.bias is None else self.bias.to(x.dtype))
-        if _eager.direct(x, self.crow_indices, self.col_indices, self.values, self.bias, self.w_scale):
-            y = direct_linear(x, self.crow_indices, self.col_indices, self.values, self.in_features, self.out_features,
-                              self.bias, self.w_scale)
+        b = self._buffers  # each self.<buffer> costs a pass through nn.Module.__getattr__
+        crow, col, values, bias, w_scale = b["crow_indices"], b["col_indices"], b["values"], b["bias"], b["w_scale"]
+        dense_weight = b["dense_weight"]
+        if dense_weight is not None:
+            return nn.functional.linear(x, dense_weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+        if _eager.direct(x, crow, col, values, bias, w_scale):
+            y = direct_linear(x, crow, col, values, self.in_features, self.out_features, bias, w_scale)
             if y is not None:
                 return y
-        return ops.csr_linear(x, self.crow_indices, self.col_indices, self.values, self.out_features, self.bias,
-                              self.w_scale)
+        return ops.csr_linear(x, crow, col, values, self.out_features, bias, w_scale)
 
     def extra_repr(self) -> str:
         path = ("csr kernel" if self.dense_weight is None else

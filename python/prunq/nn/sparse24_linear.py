@@ -71,11 +71,13 @@ class Sparse24Linear(SparseLinearBase):
                 "bias": self.bias is not None, "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _eager.direct(x, self.values, self.meta, self.bias, self.w_scale):
-            y = direct_linear(x, self.values, self.meta, self.bias, self.w_scale)
+        b = self._buffers  # each self.<buffer> costs a pass through nn.Module.__getattr__
+        values, meta, bias, w_scale = b["values"], b["meta"], b["bias"], b["w_scale"]
+        if _eager.direct(x, values, meta, bias, w_scale):
+            y = direct_linear(x, values, meta, bias, w_scale)
             if y is not None:
                 return y
-        return ops.sparse24_linear(x, self.values, self.meta, self.bias, self.w_scale)
+        return ops.sparse24_linear(x, values, meta, bias, w_scale)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

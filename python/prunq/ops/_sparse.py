@@ -59,3 +59,23 @@ def dense_linear_ref(x, w, bias, w_scale):
 def rows(x: torch.Tensor) -> torch.Tensor:
     """x [..., K] as [M, K]."""
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+# The modules' short road (see _eager): their buffers were checked when built or loaded, so an eager
+# call reads them in place where they still are what the kernel takes.
+
+
+def direct_operands(*tensors) -> bool:
+    """Whether each tensor is contiguous: readable through its data pointer as it is."""
+    for t in tensors:  # a loop, not all(...): a generator costs more than the checks
+        if not t.is_contiguous():
+            return False
+    return True
+
+
+def float32_operands(*tensors) -> bool:
+    """Whether each tensor given (None skipped) is a contiguous float32 one."""
+    for t in tensors:
+        if t is not None and (t.dtype != torch.float32 or not t.is_contiguous()):
+            return False
+    return True

@@ -22,7 +22,7 @@ from ..formats import csr as layout
 from . import _eager
 from ._library import lib, native_or_triton
 from ._sparse import (FLOAT_DTYPES, VALUE_CODES, check_devices, check_scale_and_bias, check_x_and_values,
-                      dense_linear_ref, rows)
+                      dense_linear_ref, direct_operands, float32_operands, rows)
 
 lib.define("csr_linear(Tensor x, Tensor crow_indices, Tensor col_indices, Tensor values, int out_features, "
            "Tensor? bias, Tensor? w_scale) -> Tensor")
@@ -87,7 +87,16 @@ def direct_linear(x, crow_indices, col_indices, values, in_features, out_feature
     everything)."""
     if x.dtype not in FLOAT_DTYPES or not x.shape or x.shape[-1] != in_features or not values.is_cpu:
         return None
-    return _native_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)
+    k = in_features
+    if not (k and crow_indices.dtype == torch.int32 and col_indices.dtype == torch.int32
+            and crow_indices.shape == (out_features + 1,) and col_indices.shape == values.shape
+            and direct_operands(x, crow_indices, col_indices, values) and float32_operands(bias, w_scale)):
+        return _native_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)  # copies
+    out = torch.empty((*x.shape[:-1], out_features), dtype=x.dtype)
+    _native.C.csr_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], crow_indices.data_ptr(), col_indices.data_ptr(),
+                         values.data_ptr(), VALUE_CODES[values.dtype], _native.address(w_scale), _native.address(bias),
+                         out.data_ptr(), x.numel() // k, out_features, k, torch.get_num_threads())
+    return out
 
 
 def csr_linear(x: torch.Tensor, crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor,

@@ -30,7 +30,7 @@ from ..formats import sparse24 as layout
 from . import _eager
 from ._library import lib, native_or_triton
 from ._sparse import (FLOAT_DTYPES, VALUE_CODES, check_devices, check_scale_and_bias, check_x_and_values,
-                      dense_linear_ref, rows)
+                      dense_linear_ref, direct_operands, float32_operands, rows)
 
 lib.define("sparse24_pack(Tensor w) -> (Tensor, Tensor)")
 lib.define("sparse24_linear(Tensor x, Tensor values, Tensor meta, Tensor? bias, Tensor? w_scale) -> Tensor")
@@ -169,7 +169,15 @@ def direct_linear(x, values, meta, bias=None, w_scale=None):
     if x.dtype not in FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
             not values.is_cpu or not meta.is_cpu):
         return None
-    return _native_linear(x, values, meta, bias, w_scale)
+    n, k = values.shape[0], x.shape[-1]
+    if not (k and meta.dtype == torch.uint8 and meta.shape == (n, values.shape[1] // 4)
+            and direct_operands(x, values, meta) and float32_operands(bias, w_scale)):
+        return _native_linear(x, values, meta, bias, w_scale)  # copies what is not contiguous
+    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype)
+    _native.C.sparse24_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], values.data_ptr(), VALUE_CODES[values.dtype],
+                              meta.data_ptr(), _native.address(w_scale), _native.address(bias), out.data_ptr(),
+                              x.numel() // k, n, k, torch.get_num_threads())
+    return out
 
 
 # --- public functions ---------------------------------------------------------------------------
