@@ -64,9 +64,10 @@ def has_native_bf16() -> bool:
     return _native.C is not None and "avx512bf16" in _native.C.cpu_features()
 
 
-def candidates(m, k, n, copies=1):
+def candidates(m, k, n, copies=1, int_mm=True):
     """Callables for one shape. `copies`: weight sets the int8 candidates rotate among (fp32
-    ones among four times fewer, the same bytes), so that their weights come from memory."""
+    ones among four times fewer, the same bytes), so that their weights come from memory.
+    int_mm: whether torch._int_mm is among them."""
     torch.manual_seed(0)
     linears = [nn.Linear(k, n) for _ in range(copies)]
     x = torch.randn(m, k)
@@ -84,10 +85,14 @@ def candidates(m, k, n, copies=1):
                                       x_bf16)
         fns["prunq weight-only bf16"] = in_turns(
             [Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x_bf16)
-    if m > 16:  # torch._int_mm on the CPU wants M > 16
+    if m > 16 and int_mm:  # torch._int_mm on the CPU wants M > 16
         fns["_int_mm + scaling"] = (lambda f: lambda: f(x))(int_mm_with_scaling(Int8Linear.from_linear(linears[0])))
     return fns
 
+
+# From this many times the time of prunq's w8a8 at one shape, torch._int_mm is left out of the larger
+# ones (on an AVX2-only CPU, AMD Zen 3: 70x at 128 x 768 x 3072, 160x at 512 x 1024 x 4096).
+SLOW_INT_MM = 20
 
 # The register-only loop that measures the multiply instruction of each CPU path's W8A8 kernel.
 CEILING_LOOPS = {"vpdpbusd zmm": "dpbusd_zmm", "vpmaddwd zmm": "madd_zmm", "vpmaddwd ymm": "madd_ymm"}
@@ -115,11 +120,16 @@ def compare(quick: bool) -> Table:
                    "vs fp32", "4-bit w ms", "4-bit w vs fbgemm", "weight-only fp32 ms", "vs fp32 Linear",
                    *(["weight-only bf16 ms", "vs bf16 Linear"] if bf16 else [])],
                   baseline="fbgemm dynamic (w8a8), fp32 Linear (weight-only)")
+    with_int_mm = True
     for m, k, n in GEMM_QUICK if quick else GEMM:
         repeats = 3 if quick or m * k * n > 2**32 else 9
         copies = copies_to_exceed_cache(n * k, "cpu") if m <= 16 and not quick else 1
         with torch.no_grad():
-            t = interleaved_medians(candidates(m, k, n, copies), repeats)
+            t = interleaved_medians(candidates(m, k, n, copies, with_int_mm), repeats)
+        if t.get("_int_mm + scaling", 0.0) > SLOW_INT_MM * t["prunq w8a8"]:
+            with_int_mm = False  # where it has no fast kernel, its larger shapes would take most of the run
+            table.title += (f"; torch._int_mm left out after {m}x{k}x{n}, where it took "
+                            f"{t['_int_mm + scaling'] / t['prunq w8a8']:.0f}x prunq's time")
         ops = 2 * m * k * n
         ours, wo = t["prunq w8a8"], t["prunq weight-only fp32"]
         int_mm = t.get("_int_mm + scaling")
