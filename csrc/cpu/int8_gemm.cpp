@@ -1,6 +1,7 @@
 #include "int8_gemm.h"
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -126,10 +127,12 @@ void int8_dynamic_gemm(const void* x, DType dtype, const float* channel_scale, f
 #if PRUNQ_X86
   if (a.w_colsum && family_isa() == Isa::avx512) return int8_dynamic_vnni_avx512(x, dtype, channel_scale, x_scale, a);
 #endif
-  std::vector<int8_t> q(size_t(a.m * a.k));
-  quantize_per_token(QuantizeArgs{x, dtype, q.data(), x_scale, a.m, a.k, a.num_threads, channel_scale});
+  // Not value-initialised: quantize_per_token writes every byte, and a zeroing pass over x's size
+  // cost as much as the quantization.
+  const std::unique_ptr<int8_t[]> q(new int8_t[size_t(std::max<int64_t>(1, a.m * a.k))]);
+  quantize_per_token(QuantizeArgs{x, dtype, q.get(), x_scale, a.m, a.k, a.num_threads, channel_scale});
   Int8GemmArgs quantized = a;
-  quantized.x = q.data();
+  quantized.x = q.get();
   int8_gemm(quantized);
 }
 

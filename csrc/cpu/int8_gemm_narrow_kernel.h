@@ -79,11 +79,12 @@ __attribute__((noinline)) void narrow_tile(const uint8_t* x, int64_t ldx, const 
 inline AlignedRows<uint8_t> unsigned_rows(const Int8GemmArgs& a, int64_t kp, int64_t ldx) {
   AlignedRows<uint8_t> rows(static_cast<uint8_t*>(std::aligned_alloc(64, size_t(std::max<int64_t>(1, a.m) * ldx))));
   parallel_for(a.m, a.num_threads, 1 + (int64_t(1) << 16) / std::max<int64_t>(kp, 1), [&](int64_t b, int64_t e) {
+    const int64_t k = a.k;  // a local: a byte store may alias a.k, which would stop vectorisation
     for (int64_t r = b; r < e; ++r) {
-      const int8_t* src = a.x + r * a.k;
+      const int8_t* src = a.x + r * k;
       uint8_t* dst = rows.get() + r * ldx;
-      for (int64_t i = 0; i < a.k; ++i) dst[i] = uint8_t(src[i]) ^ 0x80;
-      std::fill(dst + a.k, dst + kp, uint8_t(0));
+      for (int64_t i = 0; i < k; ++i) dst[i] = uint8_t(src[i]) ^ 0x80;
+      std::fill(dst + k, dst + kp, uint8_t(0));
     }
   });
   return rows;
