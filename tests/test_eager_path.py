@@ -97,6 +97,8 @@ def test_sparse_modules_agree_with_the_op(cpu_isa, kind):
     setattr(module, name, torch.stack([buffer, buffer], -1)[..., 0])  # the same values, strided
     assert not getattr(module, name).is_contiguous()
     torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+    module.bias = nn.Parameter(module.bias + 1)  # a buffer made a parameter (to train it)
+    torch.testing.assert_close(module(x), expected + 1, rtol=0, atol=1e-5)
 
 
 def test_ops_agree_with_torch_ops(cpu_isa):

@@ -93,9 +93,8 @@ class CSRLinear(SparseLinearBase):
                 "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self._buffers  # each self.<buffer> costs a pass through nn.Module.__getattr__
-        crow, col, values, bias, w_scale = b["crow_indices"], b["col_indices"], b["values"], b["bias"], b["w_scale"]
-        dense_weight = b["dense_weight"]
+        crow, col, values, bias, w_scale, dense_weight = self._tensors(
+            "crow_indices", "col_indices", "values", "bias", "w_scale", "dense_weight")
         if dense_weight is not None:
             return nn.functional.linear(x, dense_weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
         if _eager.direct(x, crow, col, values, bias, w_scale):

@@ -71,8 +71,7 @@ class Sparse24Linear(SparseLinearBase):
                 "bias": self.bias is not None, "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self._buffers  # each self.<buffer> costs a pass through nn.Module.__getattr__
-        values, meta, bias, w_scale = b["values"], b["meta"], b["bias"], b["w_scale"]
+        values, meta, bias, w_scale = self._tensors("values", "meta", "bias", "w_scale")
         if _eager.direct(x, values, meta, bias, w_scale):
             y = direct_linear(x, values, meta, bias, w_scale)
             if y is not None:
