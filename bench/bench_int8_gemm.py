@@ -64,10 +64,10 @@ def has_native_bf16() -> bool:
     return _native.C is not None and "avx512bf16" in _native.C.cpu_features()
 
 
-def candidates(m, k, n, copies=1, int_mm=True):
+def candidates(m, k, n, copies=1, with_int_mm=True):
     """Callables for one shape. `copies`: weight sets the int8 candidates rotate among (fp32
     ones among four times fewer, the same bytes), so that their weights come from memory.
-    int_mm: whether torch._int_mm is among them."""
+    with_int_mm: whether torch._int_mm is among them."""
     torch.manual_seed(0)
     linears = [nn.Linear(k, n) for _ in range(copies)]
     x = torch.randn(m, k)
@@ -85,7 +85,7 @@ def candidates(m, k, n, copies=1, int_mm=True):
                                       x_bf16)
         fns["prunq weight-only bf16"] = in_turns(
             [Int8Linear.from_linear(linear, mode="weight_only") for linear in linears], x_bf16)
-    if m > 16 and int_mm:  # torch._int_mm on the CPU wants M > 16
+    if m > 16 and with_int_mm:  # torch._int_mm on the CPU wants M > 16
         fns["_int_mm + scaling"] = (lambda f: lambda: f(x))(int_mm_with_scaling(Int8Linear.from_linear(linears[0])))
     return fns
 
