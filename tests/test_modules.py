@@ -307,6 +307,19 @@ def test_int4_embedding_does_no_worse_than_the_symmetric_grid(dim):
         Int4Embedding.from_embedding(nn.Embedding(5, 4, max_norm=1.0))
 
 
+@pytest.mark.parametrize("make", [Int8Embedding.from_embedding, Int4Embedding.from_embedding])
+def test_embedding_with_a_table_made_a_parameter(make):
+    """A table a user turned into a Parameter is still read (the buffer dict no longer holds it)."""
+    torch.manual_seed(0)
+    quantized = make(nn.Embedding(20, 64))
+    ids = torch.tensor([[3, 0, 19]])
+    expected = quantized(ids)
+    name = "w_scale"
+    setattr(quantized, name, nn.Parameter(getattr(quantized, name).clone(), requires_grad=False))
+    assert name not in quantized._buffers
+    torch.testing.assert_close(quantized(ids), expected, rtol=0, atol=0)
+
+
 def test_int4_embedding_reproduces_a_group_on_its_grid():
     """The value of largest magnitude lands on -8: a row of multiples of it / 8 comes back exact,
     all 16 levels used."""
@@ -325,6 +338,27 @@ def test_low_rank_linear_at_full_rank_is_the_linear():
     assert "rank=20" in repr(full)
     with pytest.raises(ValueError, match="rank"):
         LowRankLinear(30, 20, rank=21)
+
+
+def test_low_rank_linear_calls_its_factors_where_they_are_not_plain_linears():
+    """The short road (F.linear on the factors' weights) gives the module calls' result, and is
+    left where a hook watches a factor or a pass swapped one for another module."""
+    torch.manual_seed(0)
+    factored = LowRankLinear.from_linear(nn.Linear(48, 40), rank=12)
+    x = torch.randn(3, 48)
+    expected = factored.up(factored.down(x))
+    torch.testing.assert_close(factored(x), expected, rtol=0, atol=0)
+    factored(x).sum().backward()  # the short road trains
+    assert factored.down.weight.grad is not None
+    seen = []
+    handle = factored.down.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    factored(x)
+    handle.remove()
+    assert len(seen) == 1 and seen[0] is x
+    factored.up = Int8Linear.from_linear(factored.up)
+    torch.testing.assert_close(factored(x), factored.up(factored.down(x)), rtol=0, atol=0)
+    with torch.no_grad():
+        assert (factored(x) - expected).abs().max() > 0  # the int8 module ran
 
 
 @pytest.mark.parametrize("with_gram", [False, True])

@@ -22,13 +22,6 @@ class SparseLinearBase(nn.Module):
     w_scale: torch.Tensor | None
     bias: torch.Tensor | None
 
-    def _tensors(self, *names: str) -> list:
-        """The named buffers, each read once from the buffer dict (self.<name> passes through
-        nn.Module.__getattr__: 1 to 1.7 us on a slow CPU, against a one-row call's tens), or from
-        the module as any attribute where a user put something else there (a Parameter)."""
-        buffers = self._buffers
-        return [buffers[name] if name in buffers else getattr(self, name) for name in names]
-
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         if self.w_scale is not None:

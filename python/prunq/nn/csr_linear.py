@@ -15,6 +15,7 @@ from ..formats import csr as layout
 from ..formats.int8 import quantize_weight
 from ..ops import _eager
 from ..ops.csr import direct_linear
+from ._buffers import read_tensors
 from ._sparse_linear import SparseLinearBase, value_dtype
 
 # Per prunq CPU path, the sparsity below which the dense GEMM runs: the lowest sparsity of
@@ -93,8 +94,8 @@ class CSRLinear(SparseLinearBase):
                 "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        crow, col, values, bias, w_scale, dense_weight = self._tensors(
-            "crow_indices", "col_indices", "values", "bias", "w_scale", "dense_weight")
+        crow, col, values, bias, w_scale, dense_weight = read_tensors(
+            self, "crow_indices", "col_indices", "values", "bias", "w_scale", "dense_weight")
         if dense_weight is not None:
             return nn.functional.linear(x, dense_weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
         if _eager.direct(x, crow, col, values, bias, w_scale):

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from .. import _native
 from ..ops import _eager
 from ..formats import int4
+from ._buffers import read_tensors
 from .int8_embedding import check_embedding
 
 GROUP = 32
@@ -67,7 +68,7 @@ class Int4Embedding(nn.Module):
         return self
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        w, scale = self.w_packed, self.w_scale
+        w, scale = read_tensors(self, "w_packed", "w_scale")
         if (_eager.direct(ids, w, scale) and ids.dtype == torch.int64 and ids.is_contiguous() and w.is_cpu
                 and scale.is_cpu and w.is_contiguous() and scale.is_contiguous() and scale.dtype == torch.float16
                 and self.out_dtype in _eager.DTYPE_CODES):
@@ -78,7 +79,7 @@ class Int4Embedding(nn.Module):
             return out
         packed = F.embedding(ids, w)
         values = int4.unpack(packed, self.embedding_dim)
-        scale = F.embedding(ids, self.w_scale).repeat_interleave(GROUP, dim=-1)[..., :self.embedding_dim]
+        scale = F.embedding(ids, scale).repeat_interleave(GROUP, dim=-1)[..., :self.embedding_dim]
         return (values.to(torch.float32) * scale.float()).to(self.out_dtype)
 
     def extra_repr(self) -> str:

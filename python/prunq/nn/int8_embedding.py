@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from .. import _native
 from ..formats.int8 import quantize_weight
 from ..ops import _eager
+from ._buffers import read_tensors
 
 
 def check_embedding(embedding: nn.Embedding) -> None:
@@ -50,7 +51,7 @@ class Int8Embedding(nn.Module):
                 "embedding_dim": self.embedding_dim, "padding_idx": self.padding_idx}
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        w_q, w_scale = self.w_q, self.w_scale
+        w_q, w_scale = read_tensors(self, "w_q", "w_scale")
         if (_eager.direct(ids, w_q, w_scale) and ids.dtype == torch.int64 and ids.is_contiguous() and w_q.is_cpu
                 and w_scale.is_cpu and w_scale.dtype == torch.float32 and w_q.is_contiguous()):
             out = torch.empty((*ids.shape, self.embedding_dim), dtype=torch.float32)

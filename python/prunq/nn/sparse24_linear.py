@@ -13,6 +13,7 @@ from .. import ops
 from ..formats import sparse24 as layout
 from ..formats.int8 import quantize_weight
 from ..ops import _eager
+from ._buffers import read_tensors
 from ._sparse_linear import SparseLinearBase, value_dtype
 from ..ops.sparse24 import direct_linear
 
@@ -71,7 +72,7 @@ class Sparse24Linear(SparseLinearBase):
                 "bias": self.bias is not None, "values_dtype": str(self.values.dtype).removeprefix("torch.")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values, meta, bias, w_scale = self._tensors("values", "meta", "bias", "w_scale")
+        values, meta, bias, w_scale = read_tensors(self, "values", "meta", "bias", "w_scale")
         if _eager.direct(x, values, meta, bias, w_scale):
             y = direct_linear(x, values, meta, bias, w_scale)
             if y is not None:
