@@ -7,7 +7,8 @@ W8A8: prunq.nn.Int8Linear (dynamic; per-token quantization of x included) agains
 torch.ao quantize_dynamic (fbgemm), torch._int_mm plus scaling in torch (quantization by
 prunq's op), and fp32 nn.Linear, with the fraction of the W8A8 kernel instruction's ceiling
 (a register-only loop, measured at the start of the run); and Int8Linear on 4-bit weights
-(weight_bits=4), which the AVX2 path multiplies with vpmaddubsw. Weight-only: Int8Linear(mode=
+(weight_bits=4), which the AVX2 path multiplies with vpmaddubsw (its fraction of that
+instruction's ceiling beside it). Weight-only: Int8Linear(mode=
 "weight_only") on fp32 activations against fp32 nn.Linear, and where the CPU has native bf16
 (AVX512_BF16), on bf16 activations against bf16 nn.Linear. Candidates are timed in turns, median
 of the runs. Up to M = 16, where a call streams its weights, each candidate rotates among enough
@@ -94,31 +95,45 @@ def candidates(m, k, n, copies=1, with_int_mm=True):
 # ones (on an AVX2-only CPU, AMD Zen 3: 70x at 128 x 768 x 3072, 160x at 512 x 1024 x 4096).
 SLOW_INT_MM = 20
 
-# The register-only loop that measures the multiply instruction of each CPU path's W8A8 kernel.
-CEILING_LOOPS = {"vpdpbusd zmm": "dpbusd_zmm", "vpmaddwd zmm": "madd_zmm", "vpmaddwd ymm": "madd_ymm"}
+# The register-only loop that measures each instruction the kernels multiply with.
+CEILING_LOOPS = {"vpdpbusd zmm": "dpbusd_zmm", "vpmaddwd zmm": "madd_zmm", "vpmaddwd ymm": "madd_ymm",
+                 "vpmaddubsw ymm": "maddubs_ymm", "vfmadd231ps zmm": "fma_zmm", "vfmadd231ps ymm": "fma_ymm"}
+# On the AVX2 path 4-bit weights take their own kernel; elsewhere the W8A8 kernel's instruction.
+FOUR_BIT_INSTRUCTION = {"vpmaddwd ymm": "vpmaddubsw ymm"}
 
 
-def ceilings() -> tuple[str, float, str, float]:
-    """(the W8A8 kernel's instruction, its ceiling, the widest fp32 FMA here, its ceiling), in
-    ops/s on torch's threads, measured now."""
+def ceilings() -> dict[str, tuple[str, float]]:
+    """{"int8": the W8A8 kernel's instruction and its ceiling, "4-bit": the same for 4-bit weights,
+    "fp32": the widest fp32 FMA here and its ceiling}, in ops/s on torch's threads, measured now."""
     if _native.C is None:
-        return "none", 0.0, "none", 0.0
+        return {"int8": ("none", 0.0), "4-bit": ("none", 0.0), "fp32": ("none", 0.0)}
     instruction = _native.C.packed_gemm_instruction()
+    fma = "vfmadd231ps zmm" if "avx512f" in _native.C.cpu_features() else "vfmadd231ps ymm"
     threads = torch.get_num_threads()
-    int8 = _native.C.instruction_ceiling(CEILING_LOOPS[instruction], threads) if instruction in CEILING_LOOPS else 0.0
-    fma = "fma_zmm" if "avx512f" in _native.C.cpu_features() else "fma_ymm"
-    return instruction, int8, fma, _native.C.instruction_ceiling(fma, threads)
+
+    def measured(name: str) -> tuple[str, float]:
+        return name, _native.C.instruction_ceiling(CEILING_LOOPS[name], threads) if name in CEILING_LOOPS else 0.0
+
+    return {"int8": measured(instruction), "4-bit": measured(FOUR_BIT_INSTRUCTION.get(instruction, instruction)),
+            "fp32": measured(fma)}
+
+
+def of_ceiling(ops: float, seconds: float, ceiling: float) -> str:
+    return f"{100 * ops / seconds / ceiling:.0f}%" if ceiling else "-"
 
 
 def compare(quick: bool) -> Table:
-    instruction, int8_ceiling, fma, fma_ceiling = ceilings()
+    measured = ceilings()
+    (instruction, int8_ceiling), (four_bit, four_bit_ceiling), (fma, fma_ceiling) = (
+        measured["int8"], measured["4-bit"], measured["fp32"])
     bf16 = has_native_bf16()
     table = Table(f"INT8 GEMM against fbgemm, torch._int_mm and float Linear: {machine_description('cpu')}; "
-                  f"ceilings measured now: {instruction} {int8_ceiling / 1e12:.2f} TOPS, {fma} "
-                  f"{fma_ceiling / 1e12:.2f} TFLOP/s; weight sets rotated beyond the last-level cache up to M = 16",
+                  f"ceilings measured now: {instruction} {int8_ceiling / 1e12:.2f} TOPS"
+                  + (f", {four_bit} (4-bit weights) {four_bit_ceiling / 1e12:.2f} TOPS" if four_bit != instruction else "")
+                  + f", {fma} {fma_ceiling / 1e12:.2f} TFLOP/s; weight sets rotated beyond the last-level cache up to M = 16",
                   ["M x K x N", "w8a8 ms", "w8a8 TOPS", "of ceiling", "fbgemm ms", "vs fbgemm", "vs _int_mm",
-                   "vs fp32", "4-bit w ms", "4-bit w vs fbgemm", "weight-only fp32 ms", "vs fp32 Linear",
-                   *(["weight-only bf16 ms", "vs bf16 Linear"] if bf16 else [])],
+                   "vs fp32", "4-bit w ms", "4-bit w vs fbgemm", "4-bit w of ceiling", "weight-only fp32 ms",
+                   "vs fp32 Linear", *(["weight-only bf16 ms", "vs bf16 Linear"] if bf16 else [])],
                   baseline="fbgemm dynamic (w8a8), fp32 Linear (weight-only)")
     with_int_mm = True
     for m, k, n in GEMM_QUICK if quick else GEMM:
@@ -136,10 +151,11 @@ def compare(quick: bool) -> Table:
         table.speedups[f"w8a8 {m}x{k}x{n}"] = t["fbgemm dynamic"] / ours
         table.speedups[f"weight-only {m}x{k}x{n}"] = t["fp32 Linear"] / wo
         table.rows.append([f"{m}x{k}x{n}", f"{ours * 1e3:.3f}", f"{ops / ours / 1e12:.2f}",
-                           f"{100 * ops / ours / int8_ceiling:.0f}%" if int8_ceiling else "-",
+                           of_ceiling(ops, ours, int8_ceiling),
                            f"{t['fbgemm dynamic'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / ours:.2f}x",
                            "-" if int_mm is None else f"{int_mm / ours:.2f}x", f"{t['fp32 Linear'] / ours:.2f}x",
                            f"{t['prunq w8a8 4-bit w'] * 1e3:.3f}", f"{t['fbgemm dynamic'] / t['prunq w8a8 4-bit w']:.2f}x",
+                           of_ceiling(ops, t["prunq w8a8 4-bit w"], four_bit_ceiling),
                            f"{wo * 1e3:.3f}", f"{t['fp32 Linear'] / wo:.2f}x",
                            *([f"{t['prunq weight-only bf16'] * 1e3:.3f}",
                               f"{t['bf16 Linear'] / t['prunq weight-only bf16']:.2f}x"] if bf16 else [])])

@@ -642,9 +642,10 @@ def test_instruction_ceilings_of_the_kernels_here(cpu_isa):
     kind is refused, and the W8A8 kernel's instruction follows the path."""
     expected = {"portable": "none", "avx2": "vpmaddwd ymm", "avx512": "vpdpbusd zmm", "avx512-novnni": "vpmaddwd zmm"}
     assert _native.C.packed_gemm_instruction() == expected[cpu_isa]
-    for kind in ("fma_ymm", "fma_zmm", "madd_ymm", "madd_zmm", "dpbusd_zmm"):
+    for kind in ("fma_ymm", "fma_zmm", "madd_ymm", "maddubs_ymm", "madd_zmm", "dpbusd_zmm"):
         assert _native.C.instruction_ceiling(kind, 1, 1000) >= 0
     if cpu_isa != "portable":
         assert _native.C.instruction_ceiling("madd_ymm", 1, 1000) > 0
+        assert _native.C.instruction_ceiling("maddubs_ymm", 1, 1000) > 0
     with pytest.raises(ValueError, match="unknown ceiling kind"):
         _native.C.instruction_ceiling("vpfoo", 1, 1000)

@@ -43,6 +43,17 @@ void madd_ymm(int64_t blocks) {
         ::: PRUNQ_CLOBBER_XMM);
 }
 
+// The 4-bit AVX2 kernel's step (int8_gemm_narrow_kernel.h): unsigned x bytes times signed w bytes,
+// pairs added into int16, then into the int16 sums.
+void maddubs_ymm(int64_t blocks) {
+  for (int64_t i = 0; i < blocks; ++i)
+    asm volatile(
+#define PRUNQ_STEP(n) "vpmaddubsw %%ymm12, %%ymm13, %%ymm14\n vpaddw %%ymm14, %%ymm" #n ", %%ymm" #n "\n"
+        PRUNQ_CHAINS(PRUNQ_STEP)
+#undef PRUNQ_STEP
+        ::: PRUNQ_CLOBBER_XMM);
+}
+
 void madd_zmm(int64_t blocks) {
   for (int64_t i = 0; i < blocks; ++i)
     asm volatile(
@@ -101,6 +112,7 @@ const Kind* find(const std::string& name) {
       {"fma_ymm", fma_ymm, 12 * 8 * 2, [] { return bool(__builtin_cpu_supports("fma")); }},
       {"fma_zmm", fma_zmm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx512f")); }},
       {"madd_ymm", madd_ymm, 12 * 16 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
+      {"maddubs_ymm", maddubs_ymm, 12 * 32 * 2, [] { return bool(__builtin_cpu_supports("avx2")); }},
       {"madd_zmm", madd_zmm, 12 * 32 * 2, [] { return bool(__builtin_cpu_supports("avx512bw")); }},
       {"dpbusd_zmm", dpbusd_zmm, 12 * 64 * 2, [] { return bool(__builtin_cpu_supports("avx512vnni")); }},
       {"xor_popcnt_zmm", xor_popcnt_zmm, 12 * 512 * 2, [] { return bool(__builtin_cpu_supports("avx512vpopcntdq")); }},
@@ -109,7 +121,7 @@ const Kind* find(const std::string& name) {
   for (const Kind& kind : kinds)
     if (name == kind.name) return kind.supported() ? &kind : nullptr;
 #endif
-  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, fma_zmm, madd_ymm, madd_zmm, dpbusd_zmm, xor_popcnt_zmm or xor_popcnt_ymm");
+  throw std::invalid_argument("unknown ceiling kind '" + name + "': expected fma_ymm, fma_zmm, madd_ymm, maddubs_ymm, madd_zmm, dpbusd_zmm, xor_popcnt_zmm or xor_popcnt_ymm");
 }
 
 }  // namespace

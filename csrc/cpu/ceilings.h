@@ -10,7 +10,8 @@ namespace prunq::cpu {
 //   fma_ymm     vfmadd231ps on 8 fp32 lanes
 //   fma_zmm     the same on 16 lanes
 //   madd_ymm    vpmaddwd + vpaddd on 16 int16 pairs (the AVX2 INT8 kernel's exact step)
-//   madd_zmm    the same on 512-bit registers (AVX-512 without VNNI)
+//   maddubs_ymm vpmaddubsw + vpaddw on 32 byte pairs (the AVX2 kernel's step for 4-bit weights)
+//   madd_zmm    the same as madd_ymm on 512-bit registers (AVX-512 without VNNI)
 //   dpbusd_zmm  vpdpbusd on 64 byte pairs (AVX-512 VNNI)
 //   xor_popcnt_zmm  vpxorq + vpopcntq + vpaddq on 512 bits: 512 binary multiply-adds (VPOPCNTDQ)
 //   xor_popcnt_ymm  the AVX2 step on 256 bits: vpxor, two vpshufb nibble lookups, vpsadbw, vpaddq
