@@ -220,6 +220,54 @@ def test_four_bit_values_known_answer_and_packing():
     assert torch.equal(int4.unpack(packed, 7), values)
 
 
+def _correlated_inputs(rows, k, seed=0):
+    """Inputs that mostly span a few directions (about k / 4), as a layer's inputs do."""
+    g, latent = torch.Generator().manual_seed(seed), max(2, k // 4)
+    return (torch.randn(rows, latent, generator=g) @ torch.randn(latent, k, generator=g)
+            + 0.1 * torch.randn(rows, k, generator=g))
+
+
+@pytest.mark.parametrize("k", [5, 130, 300])  # within, at and past the block of columns
+def test_gptq_rounding_keeps_the_grid_and_lowers_the_output_error(k):
+    torch.manual_seed(k)
+    w = torch.randn(24, k)
+    w[3] = 0  # a row of zeros: scale 0, levels 0
+    x = _correlated_inputs(2000, k)
+    gram = x.double().T @ x.double() / x.shape[0]
+    q_near, scale_near = int4.quantize_signed(w)
+    q, scale = int4.quantize_gptq(w, gram)
+    assert q.dtype == torch.int8 and q.min() >= -8 and q.max() <= 7 and torch.equal(scale, scale_near)
+    # Rounding GPTQ's values to the nearest levels again (as training does) gives them back.
+    again_q, again_scale = int4.quantize_signed(q.float() * scale[:, None])
+    assert torch.equal(again_q, q) and torch.equal(again_scale, scale)
+    error = {name: (x @ (levels.float() * scale[:, None]).T - x @ w.T).norm().item()
+             for name, levels in (("nearest", q_near), ("gptq", q))}
+    assert error["gptq"] < 0.7 * error["nearest"]
+    # Uncorrelated inputs (a diagonal Gram matrix) leave nothing to spread: the nearest levels.
+    q_diagonal, _ = int4.quantize_gptq(w, torch.diag(torch.rand(k, dtype=torch.float64) + 0.5))
+    assert torch.equal(q_diagonal, q_near)
+    with pytest.raises(ValueError, match=rf"gram: expected the inputs' Gram matrix of shape \({k}, {k}\)"):
+        int4.quantize_gptq(w, gram[:-1, :-1])
+
+
+def test_int8_linear_with_four_bit_weights_rounds_by_gptq_for_the_inputs_it_will_meet():
+    """With SmoothQuant the weight meets x / s: GPTQ works on those inputs' Gram matrix."""
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    x = _correlated_inputs(1500, 96)
+    x[:, 7] *= 30  # an outlier channel for SmoothQuant to move
+    gram = x.double().T @ x.double() / x.shape[0]
+    absmax = x.abs().amax(0)
+    with torch.no_grad():
+        want = linear(x)
+        errors = {name: (Int8Linear.from_linear(linear, "dynamic", absmax, weight_bits=4, input_gram=gram)(x) - want
+                         if name == "gptq" else Int8Linear.from_linear(linear, "dynamic", absmax, weight_bits=4)(x) - want
+                         ).norm().item() for name in ("gptq", "nearest")}
+    assert errors["gptq"] < 0.7 * errors["nearest"]
+    with pytest.raises(ValueError, match="input_gram: GPTQ rounding is for 4-bit weights"):
+        Int8Linear.from_linear(linear, input_gram=gram)
+
+
 def test_int8_linear_with_four_bit_weights_saves_nibbles():
     module = Int8Linear.from_linear(nn.Linear(37, 20), weight_bits=4)
     state = module.state_dict()

@@ -27,11 +27,12 @@ import math
 import torch
 from torch import nn
 
+from .._linalg import inverse_cholesky
+
 PATTERNS = ("unstructured", "2:4")
 SCORED = ("magnitude", "wanda")  # criteria that score each weight alone
 CRITERIA = SCORED + ("sparsegpt",)
 SPARSEGPT_BLOCK = 128
-SPARSEGPT_DAMPING = 0.01  # of the Gram matrix's mean diagonal, so that it can be inverted
 
 
 def scores(weight: torch.Tensor, criterion: str = "magnitude", input_norms: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,21 +92,13 @@ def prune(weight_or_linear: torch.Tensor | nn.Linear, sparsity: float | None = N
     return mask
 
 
-def _inverse_cholesky(gram: torch.Tensor) -> torch.Tensor:
-    """The upper Cholesky factor of the damped Gram matrix's inverse, float64: row k holds what
-    removing weight k does to the weights after it, once the ones before it are fixed."""
-    h = gram.detach().double().clone()
-    h.diagonal().add_(SPARSEGPT_DAMPING * h.diagonal().mean().clamp_min(1e-12))
-    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-
-
 def _sparsegpt(weight: torch.Tensor, gram: torch.Tensor | None, pattern: str, sparsity: float | None) -> torch.Tensor:
     k = weight.shape[1]
     if gram is None or gram.shape != (k, k):
         shape = None if gram is None else tuple(gram.shape)
         raise ValueError(f"input_gram: SparseGPT needs the inputs' Gram matrix of shape ({k}, {k}), got {shape}")
     w = weight.detach().double().clone()
-    hinv = _inverse_cholesky(gram.to(w.device))
+    hinv = inverse_cholesky(gram.to(w.device))
     mask = torch.ones_like(w, dtype=torch.bool)
     for start in range(0, k, SPARSEGPT_BLOCK):
         end = min(start + SPARSEGPT_BLOCK, k)

@@ -4,7 +4,8 @@ activations quantized per token) moves the activations' outlier channels into th
 epilogue. After 2:4 or csr, the sparse layers' kept values become int8 with per-channel scales
 (weight-only in both modes: no kernel multiplies int8 activations by a sparse weight).
 ":w4" (int8:w4, int8-weight-only:w4) puts the weights on 16 levels, saved at 4 bits
-(Int8Linear(weight_bits=4)); dense layers only: the sparse formats store 8-bit values."""
+(Int8Linear(weight_bits=4)), the levels chosen by GPTQ when calibration data is given; dense
+layers only: the sparse formats store 8-bit values."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class Quantize(Pass):
         return {LINEAR: INT8_LINEAR} if argument[1] == 4 else self.makes
 
     def statistics(self, argument):
-        return frozenset({"absmax"} if argument[0] == "dynamic" else ())
+        mode, bits = argument
+        return frozenset(({"absmax"} if mode == "dynamic" else set()) | ({"gram"} if bits == 4 else set()))
 
     def run(self, context: Context, argument: tuple[str, int]) -> None:
         mode, bits = argument
@@ -42,8 +44,9 @@ class Quantize(Pass):
         context.collect(self.statistics(argument), names)
         for name in progress(names, f"{context.recipe} quantize", context.show_progress):
             absmax = context.statistic("absmax", name) if mode == "dynamic" else None
-            module = replace(context.model, name, lambda m: Int8Linear.from_linear(as_linear(m), mode, absmax,
-                                                                                 weight_bits=bits))
+            gram = context.statistic("gram", name) if bits == 4 else None
+            module = replace(context.model, name, lambda m: Int8Linear.from_linear(
+                as_linear(m), mode, absmax, weight_bits=bits, input_gram=gram))
             context.modules[name] = module.config()
         context.layers[INT8_LINEAR], context.layers[LINEAR] = names, []
         for name in context.layers.get(SPARSE24, []) + context.layers.get(CSR, []):

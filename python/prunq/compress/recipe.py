@@ -3,8 +3,8 @@
     int8               Linear -> Int8Linear(mode="dynamic"): int8 weights and activations
     int8-weight-only   Linear -> Int8Linear(mode="weight_only")
     int8:w4            the same with the weights on 16 levels per channel, saved at 4 bits (half
-                       the file; the int8 kernels, on AVX2 a faster one that 4-bit weights allow);
-                       also int8-weight-only:w4
+                       the file; the int8 kernels, on AVX2 a faster one that 4-bit weights allow),
+                       the levels chosen by GPTQ with calibration data; also int8-weight-only:w4
     lowrank:R          Linear -> LowRankLinear keeping R of the weight's parameters (0 < R <= 1)
     emb8               Embedding -> Int8Embedding: tables stored as int8 rows, one scale per row
     emb4               Embedding -> Int4Embedding: 4-bit values, a float16 scale per 32 columns

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .._linalg import inverse_cholesky
+
 LOW, HIGH = -8, 7
 
 
@@ -36,6 +38,40 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
             better = error < best[2]
             best = torch.where(better, q, best[0]), torch.where(better, scale, best[1]), torch.minimum(error, best[2])
     return best[0].to(torch.int8), best[1].squeeze(-1)
+
+
+GPTQ_BLOCK = 128  # columns whose rounding errors are applied to the rest of the row at once
+
+
+def quantize_gptq(values: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """values [N, K] -> (q [N, K] int8 in LOW..HIGH, scale [N] float32) on quantize_signed's grid,
+    each row's levels chosen by GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization
+    for Generative Pre-trained Transformers", 2023) for inputs whose Gram matrix E[x x^T] is gram
+    [K, K]: going along K, each value is rounded to its nearest level and its rounding error is
+    spread over the values still to come (by the inverse of gram), so that the rows' products with
+    those inputs change as little as the grid allows. quantize_signed of the result gives it back."""
+    n, k = values.shape
+    if gram.shape != (k, k):
+        raise ValueError(f"gram: expected the inputs' Gram matrix of shape ({k}, {k}), got {tuple(gram.shape)}")
+    _, scale = quantize_signed(values.detach().float())
+    step = torch.where(scale == 0, torch.ones_like(scale), scale).double()
+    # Each row's value of largest magnitude keeps its level LOW whatever the errors spread onto it,
+    # so that rounding the result again to the nearest levels (as training does) changes nothing.
+    pinned = torch.where(scale == 0, -1, values.abs().argmax(-1))
+    w = values.detach().double().clone()
+    hinv = inverse_cholesky(gram.to(w.device))
+    q = torch.empty_like(w)
+    for start in range(0, k, GPTQ_BLOCK):
+        end = min(start + GPTQ_BLOCK, k)
+        block, block_hinv = w[:, start:end], hinv[start:end, start:end]
+        errors = torch.empty_like(block)
+        for i in range(end - start):
+            nearest = (block[:, i] / step).round().clamp(LOW, HIGH)
+            q[:, start + i] = torch.where(pinned == start + i, LOW, nearest)
+            errors[:, i] = (block[:, i] - q[:, start + i] * step) / block_hinv[i, i]
+            block[:, i + 1:] -= errors[:, i:i + 1] * block_hinv[i:i + 1, i + 1:]
+        w[:, end:] -= errors @ hinv[start:end, end:]
+    return q.to(torch.int8), scale
 
 
 def pack(q: torch.Tensor) -> torch.Tensor:

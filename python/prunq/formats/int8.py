@@ -25,17 +25,23 @@ def checked_weight_bits(bits: int) -> int:
     return bits
 
 
-def quantize_weight(w: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_weight(w: torch.Tensor, bits: int = 8, input_gram: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(w_q, w_scale): scale = absmax / 127 per output channel (row); rows of zeros get scale 0.
     Per-channel weight quantization is per-row quantization of w [N, K]: the same math as
     quantize_per_token, run once in plain PyTorch. bits=4: w_q on the 16 levels -8..7 with a
-    signed scale (prunq.formats.int4), still int8 for the kernels."""
+    signed scale (prunq.formats.int4), still int8 for the kernels; with input_gram [K, K] (E[x x^T]
+    over the inputs w will meet) the levels are chosen by GPTQ (int4.quantize_gptq) on the same grid."""
     from ..ops.int8_gemm import quantize_per_token_ref
 
     if w.dim() != 2:
         raise ValueError(f"w: expected [N, K], got shape {tuple(w.shape)}")
     if checked_weight_bits(bits) == 4:
+        if input_gram is not None:
+            return int4.quantize_gptq(w.detach().float(), input_gram)
         return int4.quantize_signed(w.detach().float())
+    if input_gram is not None:
+        raise ValueError("input_gram: GPTQ rounding is for 4-bit weights; 8-bit ones round to the nearest level")
     return quantize_per_token_ref(w.detach())
 
 

@@ -75,9 +75,11 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str = "dynamic", input_absmax: torch.Tensor | None = None,
-                    alpha: float = 0.5, weight_bits: int = 8) -> Int8Linear:
+                    alpha: float = 0.5, weight_bits: int = 8, input_gram: torch.Tensor | None = None) -> Int8Linear:
         """input_absmax [in_features]: max |x[:, k]| over calibration inputs, for SmoothQuant with
-        migration strength alpha (dynamic mode only)."""
+        migration strength alpha (dynamic mode only). input_gram [in_features, in_features]: E[x x^T]
+        over calibration inputs, with weight_bits=4: the 4-bit levels chosen by GPTQ for those
+        inputs instead of each weight's nearest (prunq.formats.int4.quantize_gptq)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear: expected an nn.Linear, got {type(linear).__name__}")
         smooth = input_absmax is not None
@@ -88,7 +90,10 @@ class Int8Linear(nn.Module):
             s = smoothing_factors(input_absmax.to(w.device), w, alpha)
             w = w * s
             module.x_channel_scale.copy_(1 / s)
-        w_q, w_scale = quantize_weight(w, weight_bits)
+            if input_gram is not None:  # the weight now meets x / s
+                s = s.double().to(input_gram.device)
+                input_gram = input_gram.double() / (s[:, None] * s[None, :])
+        w_q, w_scale = quantize_weight(w, weight_bits, input_gram)
         module.w_q.copy_(w_q)
         module.w_scale.copy_(w_scale)
         if linear.bias is not None:
