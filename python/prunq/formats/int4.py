@@ -50,7 +50,7 @@ def quantize_gptq(values: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tenso
     [K, K]: going along K, each value is rounded to its nearest level and its rounding error is
     spread over the values still to come (by the inverse of gram), so that the rows' products with
     those inputs change as little as the grid allows. quantize_signed of the result gives it back."""
-    n, k = values.shape
+    k = values.shape[-1]
     if gram.shape != (k, k):
         raise ValueError(f"gram: expected the inputs' Gram matrix of shape ({k}, {k}), got {tuple(gram.shape)}")
     _, scale = quantize_signed(values.detach().float())
