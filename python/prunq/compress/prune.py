@@ -17,7 +17,7 @@ spread over the weights still to come, by the inverse of the inputs' Gram matrix
 layer's output on the calibration inputs changes as little as it can. Weights are chosen by
 w^2 / U_kk^2, U the upper Cholesky factor of H^-1 (the output error removing each alone would
 cause, the weights before it fixed), per group of four for 2:4 and per row within each block of
-128 columns for unstructured (the same count in every row).
+128 columns (prunq._linalg.BLOCK) for unstructured (the same count in every row).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import math
 import torch
 from torch import nn
 
-from .._linalg import inverse_cholesky
+from .._linalg import compensated_sweep
 
 PATTERNS = ("unstructured", "2:4")
 SCORED = ("magnitude", "wanda")  # criteria that score each weight alone
 CRITERIA = SCORED + ("sparsegpt",)
-SPARSEGPT_BLOCK = 128
 
 
 def scores(weight: torch.Tensor, criterion: str = "magnitude", input_norms: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,29 +96,21 @@ def _sparsegpt(weight: torch.Tensor, gram: torch.Tensor | None, pattern: str, sp
     if gram is None or gram.shape != (k, k):
         shape = None if gram is None else tuple(gram.shape)
         raise ValueError(f"input_gram: SparseGPT needs the inputs' Gram matrix of shape ({k}, {k}), got {shape}")
-    w = weight.detach().double().clone()
-    hinv = inverse_cholesky(gram.to(w.device))
-    mask = torch.ones_like(w, dtype=torch.bool)
-    for start in range(0, k, SPARSEGPT_BLOCK):
-        end = min(start + SPARSEGPT_BLOCK, k)
-        block, block_hinv = w[:, start:end], hinv[start:end, start:end]
-        errors = torch.zeros_like(block)
+    mask = torch.ones_like(weight, dtype=torch.bool)
 
+    def keep(block, block_hinv, i, column):
         def cost(lo, hi):  # the output error that removing each of these weights alone would cause
             return block[:, lo:hi].pow(2) / block_hinv.diagonal()[lo:hi].pow(2)
 
-        if pattern == "unstructured":
-            mask[:, start:end] = _keep_highest(cost(0, end - start), end - start - round(sparsity * (end - start)))
-        for i in range(end - start):
-            column = start + i
-            if pattern == "2:4" and column % 4 == 0:
-                group = min(4, k - column)
-                mask[:, column:column + group] = _keep_highest(cost(i, i + group), min(2, group))
-            kept = block[:, i] * mask[:, column]
-            errors[:, i] = (block[:, i] - kept) / block_hinv[i, i]
-            block[:, i:] -= errors[:, i:i + 1] * block_hinv[i:i + 1, i:]
-            block[:, i] = kept
-        w[:, end:] -= errors @ hinv[start:end, end:]
+        width = block.shape[1]
+        if pattern == "unstructured" and i == 0:
+            mask[:, column:column + width] = _keep_highest(cost(0, width), width - round(sparsity * width))
+        if pattern == "2:4" and column % 4 == 0:
+            group = min(4, k - column)
+            mask[:, column:column + group] = _keep_highest(cost(i, i + group), min(2, group))
+        return block[:, i] * mask[:, column]
+
+    w = compensated_sweep(weight, gram, keep)
     with torch.no_grad():
         weight.copy_(w.to(weight.dtype))
     return mask

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .._linalg import inverse_cholesky
+from .._linalg import compensated_sweep
 
 LOW, HIGH = -8, 7
 
@@ -40,9 +40,6 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
     return best[0].to(torch.int8), best[1].squeeze(-1)
 
 
-GPTQ_BLOCK = 128  # columns whose rounding errors are applied to the rest of the row at once
-
-
 def quantize_gptq(values: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """values [N, K] -> (q [N, K] int8 in LOW..HIGH, scale [N] float32) on quantize_signed's grid,
     each row's levels chosen by GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization
@@ -58,20 +55,15 @@ def quantize_gptq(values: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tenso
     # Each row's value of largest magnitude keeps its level LOW whatever the errors spread onto it,
     # so that rounding the result again to the nearest levels (as training does) changes nothing.
     pinned = torch.where(scale == 0, -1, values.abs().argmax(-1))
-    w = values.detach().double().clone()
-    hinv = inverse_cholesky(gram.to(w.device))
-    q = torch.empty_like(w)
-    for start in range(0, k, GPTQ_BLOCK):
-        end = min(start + GPTQ_BLOCK, k)
-        block, block_hinv = w[:, start:end], hinv[start:end, start:end]
-        errors = torch.empty_like(block)
-        for i in range(end - start):
-            nearest = (block[:, i] / step).round().clamp(LOW, HIGH)
-            q[:, start + i] = torch.where(pinned == start + i, LOW, nearest)
-            errors[:, i] = (block[:, i] - q[:, start + i] * step) / block_hinv[i, i]
-            block[:, i + 1:] -= errors[:, i:i + 1] * block_hinv[i:i + 1, i + 1:]
-        w[:, end:] -= errors @ hinv[start:end, end:]
-    return q.to(torch.int8), scale
+    q = torch.empty(values.shape, dtype=torch.int8, device=values.device)
+
+    def rounded(block, block_hinv, i, column):
+        nearest = (block[:, i] / step).round().clamp(LOW, HIGH)
+        q[:, column] = torch.where(pinned == column, LOW, nearest)
+        return q[:, column] * step
+
+    compensated_sweep(values, gram, rounded)
+    return q, scale
 
 
 def pack(q: torch.Tensor) -> torch.Tensor:
