@@ -26,7 +26,7 @@ def compensated_sweep(weight: torch.Tensor, gram: torch.Tensor,
     choose(block, block_hinv, i, column) gives column `column`'s new values, block[:, i] being
     its values now (with the changes made so far spread onto it) in a block of BLOCK columns and
     block_hinv that block's part of inverse_cholesky(gram)."""
-    w = weight.detach().double().clone()
+    w = weight.detach().to(torch.float64, copy=True)
     hinv = inverse_cholesky(gram.to(w.device))
     k = w.shape[1]
     for start in range(0, k, BLOCK):
