@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import prunq
-from prunq.compress.qat import FakeQuantLinear
+from prunq.compress.qat import FakeQuantLinear, fake_quantize, fake_quantize_weight
+from prunq.formats.int8 import quantize_weight
 from prunq.nn import Int8Linear
+from prunq.ops.int8_gemm import quantize_per_token_ref
 
 from .models import run, tiny_model
 
@@ -47,6 +49,29 @@ def test_one_layer_is_exactly_the_int8_kernel(weight_bits):
     layer = FakeQuantLinear(linear, weight_bits=weight_bits)
     with torch.no_grad():
         torch.testing.assert_close(layer.converted()(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_fake_quantize_rounds_as_the_reference_and_passes_gradients_straight_through(dtype):
+    x = (torch.randn(3, 4, 37) * 5).to(dtype).transpose(0, 1).requires_grad_()  # not contiguous
+    x.data[0, 1] = 0  # a row of zeros: scale 0
+    y = fake_quantize(x)
+    q, scale = quantize_per_token_ref(x.detach())
+    assert y.dtype == torch.promote_types(dtype, torch.float32)
+    assert torch.equal(y.detach(), (q.float() * scale.unsqueeze(-1)).to(y.dtype))
+    gradient = torch.randn(y.shape, dtype=y.dtype)
+    y.backward(gradient)
+    assert x.grad.dtype == dtype and torch.equal(x.grad, gradient.to(dtype))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_fake_quantize_weight_rounds_as_stored_and_passes_gradients_straight_through(bits):
+    w = torch.randn(11, 37, requires_grad=True)
+    y = fake_quantize_weight(w, bits)
+    q, scale = quantize_weight(w.detach(), bits)
+    assert torch.equal(y.detach(), q.float() * scale.unsqueeze(-1))
+    y.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))
 
 
 def test_prepare_qat_takes_binary_and_names_what_it_cannot():

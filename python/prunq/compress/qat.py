@@ -20,24 +20,38 @@ from torch import nn
 
 from ..formats.int8 import checked_weight_bits, quantize_weight
 from ..nn import Int8Linear
-from ..ops.int8_gemm import quantize_per_token_ref
+from ..ops.int8_gemm import quantize_per_token
 from .binarize import binarize
 from .convert import TrainingLinear, linear_from
 from .swap import DEFAULT_EXCLUDE, swap_selected_linears
 
 
+class _StraightThrough(torch.autograd.Function):
+    """rounding(t) in the forward pass, the identity's gradient in the backward pass: one node
+    and no float copies beyond the rounded tensor itself (a training step runs it on every
+    activation and weight)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, rounding) -> torch.Tensor:
+        q, scale = rounding(t)
+        return torch.mul(q, scale.unsqueeze(-1)).to(torch.promote_types(t.dtype, torch.float32))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
 def fake_quantize(t: torch.Tensor) -> torch.Tensor:
-    """t rounded as the kernels round it (symmetric int8 per row, scale absmax / 127), with the
-    gradient of the identity."""
-    q, scale = quantize_per_token_ref(t)
-    return t + (q.float() * scale.unsqueeze(-1) - t).detach()
+    """t rounded as the kernels round it (symmetric int8 per row, scale absmax / 127; the
+    kernels' own quantize_per_token, on t in float32 as the kernels take it), with the gradient of
+    the identity."""
+    return _StraightThrough.apply(t, lambda t: quantize_per_token(t.float()))
 
 
 def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     """w rounded per output channel as Int8Linear(weight_bits=bits) stores it, with the gradient
     of the identity."""
-    q, scale = quantize_weight(w, bits)
-    return w + (q.float() * scale.unsqueeze(-1) - w).detach()
+    return _StraightThrough.apply(w, lambda w: quantize_weight(w, bits))
 
 
 class FakeQuantLinear(TrainingLinear):
