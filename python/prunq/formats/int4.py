@@ -28,7 +28,7 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
         scale = (peak * (factor / LOW)).to(scale_dtype)
         divisor = scale.float()
         divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)  # a row of zeros: q = 0
-        q = (values / divisor).round().clamp(LOW, HIGH)
+        q = (values / divisor).round_().clamp_(LOW, HIGH)  # in place: training rounds weights every step
         if len(factors) == 1:
             return q.to(torch.int8), scale.squeeze(-1)
         error = ((q * scale.float() - values) ** 2).sum(-1, keepdim=True)
