@@ -50,8 +50,7 @@ def fake_quantize(t: torch.Tensor) -> torch.Tensor:
 
 def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     """w rounded per output channel as Int8Linear(weight_bits=bits) stores it, with the gradient
-    of the identity (8 bits: per-row int8 rounding, so the kernels' quantize_per_token as for
-    activations)."""
+    of the identity. 8-bit weights round per row exactly as activations do (fake_quantize)."""
     if bits == 8:
         return fake_quantize(w)
     return _StraightThrough.apply(w, lambda w: quantize_weight(w, bits))
