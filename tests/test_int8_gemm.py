@@ -486,6 +486,40 @@ def test_int8_linear_on_every_path_takes_narrow_kernels_only_for_narrow_weights(
         torch.testing.assert_close(module(x), want, rtol=1e-5, atol=1e-5)
 
 
+def vnni_pack_ref(w_q):
+    """The packing in plain PyTorch: panels of 64 channels (N padded with zero rows), each a run
+    of groups of 4 k (K padded with zeros) holding the panel's channels' 4 bytes in turn; and
+    each channel's sum."""
+    n, k = w_q.shape
+    n_padded, k_padded = _native.C.vnni_padded_shape(n, k)
+    w = torch.zeros(n_padded, k_padded, dtype=torch.int8)
+    w[:n, :k] = w_q
+    return w.view(n_padded // 64, 64, k_padded // 4, 4).transpose(1, 2).reshape(-1), w.sum(1, dtype=torch.int32)
+
+
+@pytest.mark.skipif(_native.C is None or not _native.C.packed_gemm_available(), reason="needs a packed-panel kernel")
+@pytest.mark.parametrize("n, k", [(1, 1), (64, 4), (65, 7), (130, 1030), (3, 0)])
+def test_vnni_pack_lays_out_w_as_the_reference(n, k):
+    w_q = random_int8(n, k, generator=torch.Generator().manual_seed(n + k))
+    packed, colsum = vnni_pack(w_q)
+    want_packed, want_colsum = vnni_pack_ref(w_q)
+    assert torch.equal(packed, want_packed) and torch.equal(colsum, want_colsum)
+
+
+@pytest.mark.parametrize("rows", [1, 64, 130])  # from 64 rows int8_linear packs w for the call
+def test_int8_linear_on_4_bit_weights_matches_reference(cpu_isa, rows):
+    """int8_linear takes the kernel for 4-bit weights where it packs w (AVX2): it must still give
+    the exact products, the weight of largest magnitude (-8) included."""
+    g = torch.Generator().manual_seed(rows)
+    x_q = random_int8(rows, 1030, generator=g)
+    x_q[0] = 127  # unsigned 255 against -8: the largest products the int16 sums meet
+    w_q = torch.randint(-8, 8, (130, 1030), dtype=torch.int8, generator=g)
+    w_q[:, :64] = -8
+    ones_m, ones_n = torch.ones(rows), torch.ones(130)
+    torch.testing.assert_close(prunq.ops.int8_linear(x_q, ones_m, w_q, ones_n), int8_linear_ref(x_q, ones_m, w_q, ones_n),
+                               rtol=0, atol=0)
+
+
 @pytest.mark.skipif(_native.C is None or not _native.C.packed_gemm_available(), reason="needs a packed-panel kernel")
 def test_prepacked_rejects_a_packing_of_another_weight():
     w_q = torch.zeros(8, 16, dtype=torch.int8)

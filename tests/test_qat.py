@@ -4,6 +4,8 @@ import pytest
 import torch
 
 import prunq
+from prunq import _native
+from prunq.compress import qat
 from prunq.compress.qat import FakeQuantLinear, fake_quantize, fake_quantize_weight
 from prunq.formats.int8 import quantize_weight
 from prunq.nn import Int8Linear
@@ -49,6 +51,37 @@ def test_one_layer_is_exactly_the_int8_kernel(weight_bits):
     layer = FakeQuantLinear(linear, weight_bits=weight_bits)
     with torch.no_grad():
         torch.testing.assert_close(layer.converted()(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def _float_form(layer: FakeQuantLinear, x: torch.Tensor) -> torch.Tensor:
+    """The layer's definition, computed on the rounded tensors in float (the path off the CPU)."""
+    y = torch.nn.functional.linear(fake_quantize(x), fake_quantize_weight(layer.weight, layer.weight_bits), layer.bias)
+    return torch.nn.functional.gelu(y) if layer.activation == "gelu" else y
+
+
+@pytest.mark.parametrize("weight_bits", [8, 4])
+@pytest.mark.parametrize("rows", [0, 1, 5, 70])  # from 64 rows the integer GEMM packs w for the call
+@pytest.mark.parametrize("bias", [True, False])
+def test_training_on_the_integer_gemm_gives_the_float_forms_outputs_and_gradients(weight_bits, rows, bias):
+    g = torch.Generator().manual_seed(rows)
+    layer = FakeQuantLinear(torch.nn.Linear(131, 67, bias=bias), activation="gelu", weight_bits=weight_bits)
+    x = (torch.randn(131, 2, rows, generator=g) * 3).permute(1, 2, 0).requires_grad_()  # [2, rows, K], not contiguous
+    gradient = torch.randn(2, rows, 67, generator=g)
+    assert qat._integer_gemm_takes(x, layer.weight, layer.bias) == (_native.C is not None)
+    grads = []
+    for forward in (layer, lambda x: _float_form(layer, x)):
+        x.grad = None
+        layer.zero_grad()
+        y = forward(x)
+        y.backward(gradient)
+        grads.append((y.detach(), x.grad, layer.weight.grad) + ((layer.bias.grad,) if bias else ()))
+    (y, *got), (want_y, *want) = grads
+    # int32 sums against fp32 ones: the outputs differ by the float sum's rounding only; the
+    # gradients are F.linear's on the same rounded tensors, up to the order of the fp32 sums
+    # (the weight's: 140 products of about 3 each).
+    torch.testing.assert_close(y, want_y, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])

@@ -1,6 +1,7 @@
 #include "int8_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -99,16 +100,25 @@ bool weight_only_packed_available(DType dtype) {
 }
 
 void pack_int8_vnni(const int8_t* w, int64_t n, int64_t k, int8_t* packed, int32_t* colsum) {
-  const int64_t np = vnni_padded_n(n), kp = vnni_padded_k(k);
+  const int64_t np = vnni_padded_n(n), kp = vnni_padded_k(k), groups = kp / 4;
+  constexpr int64_t kGroupBytes = kVnniPanel * 4;  // a group: 4 k of each channel of the panel
   for (int64_t c = 0; c < np; ++c) {
-    int32_t s = 0;
-    for (int64_t i = 0; i < kp; ++i) {
-      const int8_t v = c < n && i < k ? w[c * k + i] : 0;
-      s += v;
-      // panel, group of 4 k, channel within the panel, k within the group
-      packed[(c / kVnniPanel) * kVnniPanel * kp + (i / 4) * kVnniPanel * 4 + (c % kVnniPanel) * 4 + i % 4] = v;
+    // Row c's 4 bytes of group g land at dst + g * kGroupBytes: its panel, then its place in the group.
+    int8_t* dst = packed + (c / kVnniPanel) * kVnniPanel * kp + (c % kVnniPanel) * 4;
+    const int8_t* src = w + c * k;
+    int32_t sum = 0;
+    int64_t g = 0;
+    if (c < n) {
+      for (int64_t i = 0; i < k; ++i) sum += src[i];
+      for (; 4 * g + 4 <= k; ++g) std::memcpy(dst + g * kGroupBytes, src + 4 * g, 4);
+      if (4 * g < k) {  // the last group's k past K are zeros
+        int8_t tail[4] = {0, 0, 0, 0};
+        std::memcpy(tail, src + 4 * g, size_t(k - 4 * g));
+        std::memcpy(dst + g++ * kGroupBytes, tail, 4);
+      }
     }
-    colsum[c] = s;
+    for (; g < groups; ++g) std::memset(dst + g * kGroupBytes, 0, 4);  // padding: channels past N, groups past K
+    colsum[c] = sum;
   }
 }
 

@@ -2,7 +2,8 @@
 
     prepare_qat(model, recipe="int8", include=None, exclude=DEFAULT_EXCLUDE) -> model
         swaps the selected nn.Linear layers for training layers that run the kernel modules'
-        arithmetic in float: "int8", FakeQuantLinear (int8 weights per output channel and int8
+        arithmetic (on float32 CPU tensors the int8 layers run the integer GEMM itself, elsewhere
+        the same rounding in float): "int8", FakeQuantLinear (int8 weights per output channel and int8
         activations per token, as Int8Linear(mode="dynamic")); "int8:w4", the same with the
         weights on 4 bits (Int8Linear(weight_bits=4)); "binary" and "binary:connect",
         BinarizedLinear. Rounding passes gradients straight through.
@@ -18,9 +19,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .. import _native
 from ..formats.int8 import checked_weight_bits, quantize_weight
 from ..nn import Int8Linear
-from ..ops.int8_gemm import quantize_per_token
+from ..ops.int8_gemm import MAX_K, int8_linear, quantize_per_token
 from .binarize import binarize
 from .convert import TrainingLinear, linear_from
 from .swap import DEFAULT_EXCLUDE, swap_selected_linears
@@ -56,6 +58,45 @@ def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     return _StraightThrough.apply(w, lambda w: quantize_weight(w, bits))
 
 
+def _rounded_weight(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(levels, scale per row) of w as Int8Linear(weight_bits=bits) stores it."""
+    return quantize_per_token(w) if bits == 8 else quantize_weight(w, bits)
+
+
+def _integer_gemm_takes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether _IntegerLinear runs this layer: float32 CPU tensors with prunq._C's kernels (elsewhere
+    the float GEMM on the rounded tensors, as fast as the integer one has not been measured)."""
+    return (_native.C is not None and x.is_cpu and x.dtype == weight.dtype == torch.float32 and weight.is_cpu
+            and (bias is None or bias.dtype == torch.float32) and 0 < x.shape[-1] <= MAX_K)
+
+
+class _IntegerLinear(torch.autograd.Function):
+    """fq(x) @ fq(W).T + bias computed as Int8Linear computes it, by the kernels' integer GEMM
+    (prunq.ops.int8_linear, exact int32 sums), with the gradients of F.linear on the rounded
+    tensors (straight through the rounding). On the CPU the integer GEMM takes 0.4x to 0.65x of
+    F.linear's time on the rounded floats at a training batch's rows (bench/RESULTS.md)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int) -> torch.Tensor:
+        x_q, x_scale = quantize_per_token(x)
+        w_q, w_scale = _rounded_weight(weight, bits)
+        ctx.save_for_backward(x_q, x_scale, w_q, w_scale)
+        return int8_linear(x_q, x_scale, w_q, w_scale, bias)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x_q, x_scale, w_q, w_scale = ctx.saved_tensors
+        grad = grad_y.reshape(-1, grad_y.shape[-1])
+        grad_x = grad_w = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad @ (w_q * w_scale[:, None])).view(*grad_y.shape[:-1], w_q.shape[1])
+        if ctx.needs_input_grad[1]:
+            grad_w = grad.T @ (x_q * x_scale.unsqueeze(-1)).reshape(-1, w_q.shape[1])
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_w, grad_bias, None
+
+
 class FakeQuantLinear(TrainingLinear):
     """A Linear trained for Int8Linear: y = act(fq(x * x_channel_scale) @ fq(W).T + bias), fq the
     per-row int8 rounding of Int8Linear (weights per output channel, activations per token; the
@@ -78,9 +119,12 @@ class FakeQuantLinear(TrainingLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.x_channel_scale is not None:
             x = x * self.x_channel_scale
-        if self.mode == "dynamic":
-            x = fake_quantize(x)
-        y = nn.functional.linear(x, fake_quantize_weight(self.weight, self.weight_bits), self.bias)
+        if self.mode == "dynamic" and _integer_gemm_takes(x, self.weight, self.bias):
+            y = _IntegerLinear.apply(x, self.weight, self.bias, self.weight_bits)
+        else:
+            if self.mode == "dynamic":
+                x = fake_quantize(x)
+            y = nn.functional.linear(x, fake_quantize_weight(self.weight, self.weight_bits), self.bias)
         return nn.functional.gelu(y) if self.activation == "gelu" else y
 
     def converted(self) -> Int8Linear:

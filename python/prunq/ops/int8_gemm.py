@@ -25,8 +25,9 @@ quantize without SmoothQuant's channel scale; weight-only up to 4 rows), PRUNQ_B
 native) always, and the GPU benchmark compares them with Triton. On the CPU the functional ops
 read w_q as it is (dot products along K over 4 x 4 tiles; from 64 rows int8_linear packs w for
 the call). The faster packed-panel kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to
-int16 on AVX2 and on AVX-512 without VNNI, exact for every int8; on AVX2, vpmaddubsw for the
-4-bit weights of Int8Linear's eager calls) read a packed copy (prunq.formats.int8.vnni_pack) that
+int16 on AVX2 and on AVX-512 without VNNI, exact for every int8; on AVX2, vpmaddubsw where every
+weight lies within +-8, as 4-bit ones do: Int8Linear's eager calls, and int8_linear's from 64
+rows) read a packed copy (prunq.formats.int8.vnni_pack) that
 modules make once and pass through `int8_linear_prepacked`, which is int8_linear with that copy
 beside w_q and an optional activation applied in the epilogue (activation="gelu": the exact,
 erf GELU of y, as in BERT's intermediate layer, saving a pass over the widest activation of the
@@ -271,8 +272,19 @@ def _native_weight(w_q, w_packed, w_colsum, w_scale, bias):
     return w, colsum, ws, b
 
 
-def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None, activation="none"):
-    """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None."""
+def _narrow(w: torch.Tensor) -> bool:
+    """Whether every weight lies within +-NARROW_WEIGHT_MAX (4-bit ones, as Int8Linear(weight_bits=4)
+    holds): the AVX2 kernel that is exact only for those (vpmaddubsw, sums in int16) may take them."""
+    if w.numel() == 0:
+        return False
+    low, high = torch.aminmax(w)
+    return max(-int(low), int(high)) <= _native.C.NARROW_WEIGHT_MAX
+
+
+def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None, w_colsum=None, activation="none",
+                     narrow=False):
+    """w_packed / w_colsum: the VNNI packing of w_q (prunq.formats.int8.vnni_pack), or None;
+    narrow: every weight within +-NARROW_WEIGHT_MAX (_narrow)."""
     x2 = _native.native_tensor(_rows(x_q), "x_q", torch.int8, x_q.device)
     xs = _native.native_tensor(x_scale.reshape(-1), "x_scale", torch.float32, x_q.device)
     w, colsum, ws, b = _native_weight(w_q, w_packed, w_colsum, w_scale, bias)
@@ -280,7 +292,7 @@ def _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype, w_packed=None,
     out = _native.empty_output((x2.shape[0], n), out_dtype, x_q.device)
     _native.C.int8_gemm(x2.data_ptr(), xs.data_ptr(), w.data_ptr(), _native.address(colsum), ws.data_ptr(), _native.address(b),
                         out.data_ptr(), _native.dtype_code(out_dtype), x2.shape[0], n, k, torch.get_num_threads(),
-                        ACTIVATIONS[activation])
+                        ACTIVATIONS[activation], narrow and w_packed is not None)
     return out.view(*x_q.shape[:-1], n)
 
 
@@ -388,10 +400,10 @@ def _int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype):
         return _triton_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype)
     if path == "reference":
         return int8_linear_ref(x_q, x_scale, w_q, w_scale, bias, out_dtype)
-    packed = (None, None)
     if x_q.numel() >= _PACK_PER_CALL_ROWS * x_q.shape[-1] and _native.C.packed_gemm_available():
-        packed = vnni_pack(w_q)
-    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32, *packed)
+        return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32, *vnni_pack(w_q),
+                                narrow=_narrow(w_q))
+    return _cpu_int8_linear(x_q, x_scale, w_q, w_scale, bias, out_dtype or torch.float32)
 
 
 def _check_packed(w_q, w_packed, w_colsum=None):
@@ -495,8 +507,7 @@ def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_c
     colsum = w_packed if weight_only else w_colsum  # weight-only has no sums: w_packed stands in
     # Packed weights all within +-NARROW_WEIGHT_MAX (4-bit ones) take the AVX2 kernel that is exact
     # only for them (vpmaddubsw, sums in int16); read from the packed copy, which is what it multiplies.
-    narrow = not weight_only and w_packed.numel() > 0 and max(
-        -int(w_packed.min()), int(w_packed.max())) <= C.NARROW_WEIGHT_MAX
+    narrow = not weight_only and _narrow(w_packed)
 
     def pointers():
         return (w_q.data_ptr(), w_packed.data_ptr(), colsum.data_ptr(), w_scale.data_ptr(),
