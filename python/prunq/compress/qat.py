@@ -73,8 +73,9 @@ def _integer_gemm_takes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 class _IntegerLinear(torch.autograd.Function):
     """fq(x) @ fq(W).T + bias computed as Int8Linear computes it, by the kernels' integer GEMM
     (prunq.ops.int8_linear, exact int32 sums), with the gradients of F.linear on the rounded
-    tensors (straight through the rounding). On the CPU the integer GEMM takes 0.4x to 0.65x of
-    F.linear's time on the rounded floats at a training batch's rows (bench/RESULTS.md)."""
+    tensors (straight through the rounding). At a training batch's rows on an AVX2 CPU the integer
+    GEMM, packing included, takes about half of F.linear's time on the rounded floats with 4-bit
+    weights and 0.64x to 0.99x with 8-bit ones (bench/RESULTS.md)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bits: int) -> torch.Tensor:
