@@ -27,9 +27,9 @@ read w_q as it is (dot products along K over 4 x 4 tiles; from 64 rows int8_line
 the call). The faster packed-panel kernels (vpdpbusd on AVX-512 VNNI; vpmaddwd on w widened to
 int16 on AVX2 and on AVX-512 without VNNI, exact for every int8; on AVX2, vpmaddubsw where every
 weight lies within +-8, as 4-bit ones do: Int8Linear's eager calls, and int8_linear's from 64
-rows) read a packed copy (prunq.formats.int8.vnni_pack) that
-modules make once and pass through `int8_linear_prepacked`, which is int8_linear with that copy
-beside w_q and an optional activation applied in the epilogue (activation="gelu": the exact,
+rows) read a packed copy (prunq.formats.int8.vnni_pack) that modules make once and pass through
+`int8_linear_prepacked`, which is int8_linear with that copy beside w_q and an optional
+activation applied in the epilogue (activation="gelu": the exact,
 erf GELU of y, as in BERT's intermediate layer, saving a pass over the widest activation of the
 block). The weight-only kernels read the same packing, which modules pass through
 `int8_weight_only_linear_prepacked`: on AVX2 for any float x, on AVX512_BF16 for bf16 x.
@@ -505,9 +505,7 @@ def direct_linear(w_q, w_packed, w_colsum, w_scale, bias, activation="none", x_c
         return None
     C, codes, act = _native.C, _eager.DTYPE_CODES, ACTIVATIONS[activation]
     colsum = w_packed if weight_only else w_colsum  # weight-only has no sums: w_packed stands in
-    # Packed weights all within +-NARROW_WEIGHT_MAX (4-bit ones) take the AVX2 kernel that is exact
-    # only for them (vpmaddubsw, sums in int16); read from the packed copy, which is what it multiplies.
-    narrow = not weight_only and _narrow(w_packed)
+    narrow = not weight_only and _narrow(w_packed)  # the packed copy: what the kernel multiplies
 
     def pointers():
         return (w_q.data_ptr(), w_packed.data_ptr(), colsum.data_ptr(), w_scale.data_ptr(),
