@@ -71,6 +71,22 @@ def test_sparse_patterns_stay_fixed():
     assert not torch.equal(kept.values, values)  # trained
 
 
+def test_embedding_tables_stay_fixed_and_get_no_gradient():
+    teacher = tiny_model("bert")
+    student = prunq.compress(copy.deepcopy(teacher), "heads:0.5+int8", calibration=TRAINING, show_progress=False)
+    table = student.embeddings.word_embeddings.weight
+    before = table.detach().clone()
+    seen = []
+
+    def loss(student_output, teacher_output, batch):
+        seen.append(table.requires_grad)
+        return recover.embedding_loss(student_output.last_hidden_state.mean(1), teacher_output.last_hidden_state.mean(1))
+
+    distill(student, teacher, TRAINING, steps=3, lr=1e-2, losses=loss, show_progress=False)
+    assert seen == [False] * 3
+    assert torch.equal(table, before) and table.requires_grad and table.grad is None
+
+
 def test_the_distill_recipe_trains_after_the_other_steps():
     teacher = tiny_model("gpt2")
     plain = prunq.compress(copy.deepcopy(teacher), "ffn:0.5+int8", show_progress=False)
