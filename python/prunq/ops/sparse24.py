@@ -144,9 +144,6 @@ def _cuda_linear(x, values, meta, bias, w_scale):
     return _triton_linear(x, values, meta, bias, w_scale)
 
 
-_PATHS = {"native": _native_linear, "triton": _cuda_linear, "reference": sparse24_linear_ref}
-
-
 def _pack(w):
     _check_pack(w)
     return sparse24_pack_ref(w)
@@ -164,8 +161,9 @@ for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
 
 
 def direct_linear(x, values, meta, bias=None, w_scale=None):
-    """For a module that checked its packing when it was built or loaded: the CPU kernel for an
-    eager call (see _eager), or None where x must take the op (which checks everything)."""
+    """For CPU operands whose packing was checked (by the op, or by a module when it was built or
+    loaded): the kernel, reading what is contiguous in place; or None where x must take the op
+    (which checks everything)."""
     if x.dtype not in FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
             not values.is_cpu or not meta.is_cpu):
         return None
@@ -173,11 +171,14 @@ def direct_linear(x, values, meta, bias=None, w_scale=None):
     if not (k and meta.dtype == torch.uint8 and meta.shape == (n, values.shape[1] // 4)
             and direct_operands(x, values, meta) and float32_operands(bias, w_scale)):
         return _native_linear(x, values, meta, bias, w_scale)  # copies what is not contiguous
-    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype)
+    out = _native.empty_output((*x.shape[:-1], n), x.dtype, x.device)
     _native.C.sparse24_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], values.data_ptr(), VALUE_CODES[values.dtype],
                               meta.data_ptr(), _native.address(w_scale), _native.address(bias), out.data_ptr(),
                               x.numel() // k, n, k, torch.get_num_threads())
     return out
+
+
+_PATHS = {"native": direct_linear, "triton": _cuda_linear, "reference": sparse24_linear_ref}
 
 
 # --- public functions ---------------------------------------------------------------------------
