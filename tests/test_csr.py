@@ -33,6 +33,20 @@ cases = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.parametrize("m", [1, 20])
+def test_strided_indices_values_scales_and_bias_are_read_as_their_values(cpu_isa, m):
+    # The op reads dense operands in place: views of every other element must be copied first.
+    g = torch.Generator().manual_seed(11)
+    w = sparse_weight(9, 40, 0.7, g, torch.int8)
+    crow, col, values = layout.from_dense(w)
+    x, w_scale, bias = torch.randn(m, 40, generator=g), torch.rand(9, generator=g) * 0.05, torch.randn(9, generator=g)
+    strided = [torch.stack([t, torch.zeros_like(t)], -1)[..., 0] for t in (crow, col, values, bias, w_scale)]
+    assert not any(t.is_contiguous() for t in strided)
+    expected = csr_linear_ref(x, crow, col, values, 9, bias, w_scale)
+    got = prunq.ops.csr_linear(x, strided[0], strided[1], strided[2], 9, strided[3], strided[4])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases)
 def test_matches_the_dense_reference(cpu_isa, case):

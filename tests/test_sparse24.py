@@ -56,6 +56,19 @@ def test_matches_the_dense_reference(cpu_isa, case):
     torch.testing.assert_close(got, sparse24_linear_ref(x, values, meta, bias, w_scale), **tolerance(case["x"]))
 
 
+@pytest.mark.parametrize("m", [1, 20])
+def test_strided_weights_scales_and_bias_are_read_as_their_values(cpu_isa, m):
+    # The op reads dense operands in place: views of every other element must be copied first.
+    g = torch.Generator().manual_seed(11)
+    values, meta = prunq.ops.sparse24_pack(two_of_four(9, 40, g, torch.int8))
+    x, w_scale, bias = torch.randn(m, 40, generator=g), torch.rand(9, generator=g) * 0.05, torch.randn(9, generator=g)
+    strided = [torch.stack([t, torch.zeros_like(t)], -1)[..., 0] for t in (values, meta, bias, w_scale)]
+    assert not any(t.is_contiguous() for t in strided)
+    expected = sparse24_linear_ref(x, values, meta, bias, w_scale)
+    torch.testing.assert_close(prunq.ops.sparse24_linear(x, strided[0], strided[1], strided[2], strided[3]), expected,
+                               **tolerance(torch.float32))
+
+
 @pytest.mark.parametrize("values_dtype", [torch.bfloat16, torch.int8])
 def test_many_rows_of_bf16_x(cpu_isa, values_dtype):
     # The vdpbf16ps kernel's case where the CPU has AVX512_BF16: tiles of 16, 32 and 64 rows,
