@@ -86,6 +86,13 @@ def test_embedding_tables_stay_fixed_and_get_no_gradient():
     assert seen == [False] * 3
     assert torch.equal(table, before) and table.requires_grad and table.grad is None
 
+    def failing(student_output, teacher_output, batch):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        distill(student, teacher, TRAINING, steps=3, lr=1e-2, losses=failing, show_progress=False)
+    assert table.requires_grad
+
 
 def test_the_distill_recipe_trains_after_the_other_steps():
     teacher = tiny_model("gpt2")
