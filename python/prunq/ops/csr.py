@@ -71,35 +71,38 @@ def _triton_linear(x, crow, col, values, out_features, bias, w_scale):
 def _linear(x, crow, col, values, out_features, bias, w_scale):
     _check(x, crow, col, values, out_features, bias, w_scale)
     layout.check(crow, col, values, out_features, x.shape[-1])
-    path = native_or_triton(x.device.type, "CSR")
-    if path == "native":
-        return direct_linear(x, crow, col, values, x.shape[-1], out_features, bias, w_scale)
-    return _PATHS[path](x, crow, col, values, out_features, bias, w_scale)
+    return _PATHS[native_or_triton(x.device.type, "CSR")](x, crow, col, values, out_features, bias, w_scale)
 
 
 for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("csr_linear", _linear, _key)
 
 
-def direct_linear(x, crow_indices, col_indices, values, in_features, out_features, bias=None, w_scale=None):
-    """For CPU operands whose indices were checked against in_features (by the op, or by a module
-    when it was built or loaded): the kernel, reading what is contiguous in place; or None where x
-    must take the op (which checks everything)."""
-    if x.dtype not in FLOAT_DTYPES or not x.shape or x.shape[-1] != in_features or not values.is_cpu:
-        return None
-    k = in_features
-    if not (k and crow_indices.dtype == torch.int32 and col_indices.dtype == torch.int32
-            and crow_indices.shape == (out_features + 1,) and col_indices.shape == values.shape
-            and direct_operands(x, crow_indices, col_indices, values) and float32_operands(bias, w_scale)):
-        return _native_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)  # copies
+def _checked_linear(x, crow, col, values, out_features, bias, w_scale):
+    """The CPU kernel on checked operands: dense ones read in place, the rest copied first."""
+    k = x.shape[-1]
+    if not (k and direct_operands(x, crow, col, values) and float32_operands(bias, w_scale)):
+        return _native_linear(x, crow, col, values, out_features, bias, w_scale)
     out = _native.empty_output((*x.shape[:-1], out_features), x.dtype, x.device)
-    _native.C.csr_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], crow_indices.data_ptr(), col_indices.data_ptr(),
-                         values.data_ptr(), VALUE_CODES[values.dtype], _native.address(w_scale), _native.address(bias),
-                         out.data_ptr(), x.numel() // k, out_features, k, torch.get_num_threads())
+    _native.C.csr_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], crow.data_ptr(), col.data_ptr(), values.data_ptr(),
+                         VALUE_CODES[values.dtype], _native.address(w_scale), _native.address(bias), out.data_ptr(),
+                         x.numel() // k, out_features, k, torch.get_num_threads())
     return out
 
 
-_PATHS = {"triton": _triton_linear, "reference": csr_linear_ref}
+def direct_linear(x, crow_indices, col_indices, values, in_features, out_features, bias=None, w_scale=None):
+    """For a module that checked its indices against in_features when it was built or loaded: the
+    CPU kernel for an eager call (see _eager), or None where x must take the op (which checks
+    everything)."""
+    if x.dtype not in FLOAT_DTYPES or not x.shape or x.shape[-1] != in_features or not values.is_cpu:
+        return None
+    if not (crow_indices.dtype == torch.int32 and col_indices.dtype == torch.int32
+            and crow_indices.shape == (out_features + 1,) and col_indices.shape == values.shape):
+        return _native_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)  # raises the error
+    return _checked_linear(x, crow_indices, col_indices, values, out_features, bias, w_scale)
+
+
+_PATHS = {"native": _checked_linear, "triton": _triton_linear, "reference": csr_linear_ref}
 
 
 def csr_linear(x: torch.Tensor, crow_indices: torch.Tensor, col_indices: torch.Tensor, values: torch.Tensor,

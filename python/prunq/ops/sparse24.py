@@ -160,17 +160,12 @@ for _key in ("CPU", "CUDA", "CompositeExplicitAutograd"):
     lib.impl("sparse24_linear", _linear, _key)
 
 
-def direct_linear(x, values, meta, bias=None, w_scale=None):
-    """For CPU operands whose packing was checked (by the op, or by a module when it was built or
-    loaded): the kernel, reading what is contiguous in place; or None where x must take the op
-    (which checks everything)."""
-    if x.dtype not in FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
-            not values.is_cpu or not meta.is_cpu):
-        return None
-    n, k = values.shape[0], x.shape[-1]
-    if not (k and meta.dtype == torch.uint8 and meta.shape == (n, values.shape[1] // 4)
-            and direct_operands(x, values, meta) and float32_operands(bias, w_scale)):
-        return _native_linear(x, values, meta, bias, w_scale)  # copies what is not contiguous
+def _checked_linear(x, values, meta, bias, w_scale):
+    """The CPU kernel on checked operands: dense ones read in place, the rest copied first."""
+    k = x.shape[-1]
+    if not (k and direct_operands(x, values, meta) and float32_operands(bias, w_scale)):
+        return _native_linear(x, values, meta, bias, w_scale)
+    n = values.shape[0]
     out = _native.empty_output((*x.shape[:-1], n), x.dtype, x.device)
     _native.C.sparse24_linear(x.data_ptr(), _eager.DTYPE_CODES[x.dtype], values.data_ptr(), VALUE_CODES[values.dtype],
                               meta.data_ptr(), _native.address(w_scale), _native.address(bias), out.data_ptr(),
@@ -178,7 +173,18 @@ def direct_linear(x, values, meta, bias=None, w_scale=None):
     return out
 
 
-_PATHS = {"native": direct_linear, "triton": _cuda_linear, "reference": sparse24_linear_ref}
+def direct_linear(x, values, meta, bias=None, w_scale=None):
+    """For a module that checked its packing when it was built or loaded: the CPU kernel for an
+    eager call (see _eager), or None where x must take the op (which checks everything)."""
+    if x.dtype not in FLOAT_DTYPES or not x.shape or values.shape[1] != layout.padded_k(x.shape[-1]) // 2 or (
+            not values.is_cpu or not meta.is_cpu):
+        return None
+    if not (meta.dtype == torch.uint8 and meta.shape == (values.shape[0], values.shape[1] // 4)):
+        return _native_linear(x, values, meta, bias, w_scale)  # raises the error
+    return _checked_linear(x, values, meta, bias, w_scale)
+
+
+_PATHS = {"native": _checked_linear, "triton": _cuda_linear, "reference": sparse24_linear_ref}
 
 
 # --- public functions ---------------------------------------------------------------------------
