@@ -220,6 +220,28 @@ def test_four_bit_values_known_answer_and_packing():
     assert torch.equal(int4.unpack(packed, 7), values)
 
 
+def test_four_bit_scale_takes_the_first_value_of_largest_magnitude():
+    """The peak found from each row's max and min is the one argmax over |values| finds, also
+    where +p and -p tie, on signed zeros, infinities and NaN."""
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(16, 12, generator=g)
+    rows[0, [3, 9]] = torch.tensor([5.0, -5.0])
+    rows[1, [2, 7]] = torch.tensor([-5.0, 5.0])
+    rows[2], rows[3] = torch.tensor(0.0), torch.tensor(-0.0)
+    rows[3, 4] = 0.0
+    rows[4, 5] = float("inf")
+    rows[5, [1, 2]] = torch.tensor([float("-inf"), float("inf")])
+    rows[6, 8] = float("nan")
+    for values in (rows, torch.randn(3, 5, 40, generator=g), torch.randn(0, 4)):
+        expected = values.gather(-1, values.abs().argmax(-1, keepdim=True))
+        peak = int4._peak(values)
+        assert torch.equal(peak.isnan(), expected.isnan())
+        kept = ~expected.isnan()
+        assert torch.equal(peak[kept], expected[kept]) and torch.equal(peak[kept].signbit(), expected[kept].signbit())
+    q, scale = int4.quantize_signed(rows[:2])
+    assert scale.tolist() == [5.0 / -8, -5.0 / -8] and q[0, 3] == -8 and q[1, 2] == -8
+
+
 def _correlated_inputs(rows, k, seed=0):
     """Inputs that mostly span a few directions (about k / 4), as a layer's inputs do."""
     g, latent = torch.Generator().manual_seed(seed), max(2, k // 4)

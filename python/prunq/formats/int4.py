@@ -22,7 +22,7 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
     (value of largest magnitude) / LOW times the one of `factors` that gives the row the least
     squared error (a factor under 1 clips that value a little to round the rest more finely);
     rows of zeros get scale 0."""
-    peak = values.gather(-1, values.abs().argmax(-1, keepdim=True))
+    peak = _peak(values)
     best = None
     for factor in factors:
         scale = (peak * (factor / LOW)).to(scale_dtype)
@@ -38,6 +38,19 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
             better = error < best[2]
             best = torch.where(better, q, best[0]), torch.where(better, scale, best[1]), torch.minimum(error, best[2])
     return best[0].to(torch.int8), best[1].squeeze(-1)
+
+
+def _peak(values: torch.Tensor) -> torch.Tensor:
+    """[..., 1]: each row's value of largest magnitude, the first of them where several have it.
+    From the row's max and min (argmax over |values| takes several times as long, and training
+    rounds every weight each step); only rows where max and -min tie (or are NaN) look further."""
+    high, low = values.amax(-1, keepdim=True), values.amin(-1, keepdim=True)
+    peak = torch.where(high > -low, high, low)
+    unclear = ~((high > -low) | (high < -low)).squeeze(-1)
+    if unclear.any():
+        rows = values[unclear]
+        peak[unclear] = rows.gather(-1, rows.abs().argmax(-1, keepdim=True))
+    return peak
 
 
 def quantize_gptq(values: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
