@@ -101,6 +101,17 @@ def test_sparse_modules_agree_with_the_op(cpu_isa, kind):
     torch.testing.assert_close(module(x), expected + 1, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["2:4", "csr"])
+def test_sparse_modules_name_a_position_buffer_replaced_by_one_of_another_shape(kind):
+    """The modules check their packing once; a buffer swapped afterwards goes to the op's checks
+    instead of the kernel, which would read past its end."""
+    module = sparse_module(kind)
+    name, match = ("meta", "meta: expected shape") if kind == "2:4" else ("crow_indices", "crow_indices: expected")
+    setattr(module, name, getattr(module, name)[:-1])
+    with pytest.raises(ValueError, match=match):
+        module(torch.randn(2, 48))
+
+
 def test_ops_agree_with_torch_ops(cpu_isa):
     x, residual, weight, bias = torch.randn(4, 48), torch.randn(4, 48), torch.randn(48), torch.randn(48)
     with OpsSeen() as seen:

@@ -42,14 +42,17 @@ def quantize_signed(values: torch.Tensor, factors=(1.0,),
 
 def _peak(values: torch.Tensor) -> torch.Tensor:
     """[..., 1]: each row's value of largest magnitude, the first of them where several have it.
-    From the row's max and min (argmax over |values| takes several times as long, and training
-    rounds every weight each step); only rows where max and -min tie (or are NaN) look further."""
+    On the CPU from the row's max and min (argmax over |values| takes several times as long there,
+    and training rounds every weight each step); only rows where max and -min tie are looked up
+    (a NaN row's peak is NaN either way)."""
+    if not values.is_cpu:  # argmax is fast there, and looking up tied rows would wait for the device
+        return values.gather(-1, values.abs().argmax(-1, keepdim=True))
     high, low = values.amax(-1, keepdim=True), values.amin(-1, keepdim=True)
     peak = torch.where(high > -low, high, low)
-    unclear = ~((high > -low) | (high < -low)).squeeze(-1)
-    if unclear.any():
-        rows = values[unclear]
-        peak[unclear] = rows.gather(-1, rows.abs().argmax(-1, keepdim=True))
+    tied = (high == -low).squeeze(-1)
+    if tied.any():
+        rows = values[tied]
+        peak[tied] = rows.gather(-1, rows.abs().argmax(-1, keepdim=True))
     return peak
 
 
