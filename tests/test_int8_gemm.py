@@ -123,11 +123,12 @@ def test_weight_only_matches_reference(cpu_isa, dtype, packed, case, with_bias):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain"])
-@pytest.mark.parametrize("m, k, n", [(70, 4100, 37), (1, 4100, 200), (13, 300, 131), (30, 260, 300)])
+@pytest.mark.parametrize("m, k, n", [(70, 4100, 37), (1, 4100, 200), (13, 300, 131), (30, 260, 300), (1031, 260, 40)])
 def test_weight_only_long_rows_and_many_channels(cpu_isa, dtype, packed, m, k, n):
     """K long enough that the kernels walk x in more than one panel of rows, N wide enough that
     threads split the channels into several blocks with a partial last one, K and N off every
-    vector width, and row counts on both sides of a tile (6 and 12 rows for the packed kernel)."""
+    vector width, row counts on both sides of a tile (6 and 12 rows for the packed kernel), and
+    rows enough for two threads to split x's rows instead, each in row panels with a partial last."""
     g = torch.Generator().manual_seed(7)
     x, w_q = torch.randn(m, k, generator=g).to(dtype), random_int8(n, k, generator=g)
     w_scale, bias = torch.rand(n, generator=g) * 0.01, torch.randn(n, generator=g)

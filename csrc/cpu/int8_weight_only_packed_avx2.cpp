@@ -156,13 +156,15 @@ void weight_only_packed(const WeightOnlyArgs& a) {
   const int64_t panels = vnni_padded_n(a.n) / kVnniPanel;
   const int64_t row_panel =
       std::max<int64_t>(kMaxRows, kRowPanelBytes / (4 * 4 * kBlockGroups) / kMaxRows * kMaxRows);
-  // At least ~64K weights per thread before splitting pays (the conversion is per weight).
-  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, kp * kVnniPanel));
-  parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) {
-    std::vector<float> acc(size_t(std::min(a.m, row_panel)) * kVnniPanel);
+  // At least ~64K multiply-adds per thread before splitting pays (at one row, ~64K weights to
+  // convert); counting weights alone kept a narrow w (10 panels at N = 160, K = 384) on one
+  // thread however many rows x had.
+  const int64_t min_panels = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, a.m * kp * kVnniPanel));
+  auto rows_and_panels = [&](int64_t r_begin, int64_t r_end, int64_t p_begin, int64_t p_end) {
+    std::vector<float> acc(size_t(std::min(r_end - r_begin, row_panel)) * kVnniPanel);
     AlignedRows<float> slice(static_cast<float*>(std::aligned_alloc(64, 4 * kBlockGroups * kSliceChannels * sizeof(float))));
-    for (int64_t m0 = 0; m0 < a.m; m0 += row_panel) {
-      const int64_t m1 = std::min(a.m, m0 + row_panel);
+    for (int64_t m0 = r_begin; m0 < r_end; m0 += row_panel) {
+      const int64_t m1 = std::min(r_end, m0 + row_panel);
       for (int64_t p = p_begin; p < p_end; ++p) {
         const int64_t n0 = p * kVnniPanel;
         const int cols = int(std::min<int64_t>(kVnniPanel, a.n - n0));
@@ -202,7 +204,17 @@ void weight_only_packed(const WeightOnlyArgs& a) {
         }
       }
     }
-  });
+  };
+  // Threads split the rows of x where each gets a whole row panel, else the panels of w. Split by
+  // panels, every thread reads every row of x, half of them written by the other thread when x
+  // was padded: at 4096 x 384 x 160 on a Zen 1 that cost 0.62x fp32 Linear against 0.87x.
+  if (a.m >= int64_t(a.num_threads) * row_panel) {
+    parallel_for((a.m + kMaxRows - 1) / kMaxRows, a.num_threads, 1, [&](int64_t t_begin, int64_t t_end) {
+      rows_and_panels(t_begin * kMaxRows, std::min(a.m, t_end * kMaxRows), 0, panels);
+    });
+  } else {
+    parallel_for(panels, a.num_threads, min_panels, [&](int64_t p_begin, int64_t p_end) { rows_and_panels(0, a.m, p_begin, p_end); });
+  }
 }
 
 }  // namespace
