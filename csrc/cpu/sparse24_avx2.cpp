@@ -3,7 +3,7 @@
 // in-lane byte shuffle then picks every value's x by its 2-bit position, and one blend joins the
 // two. The shuffle's control comes from a table of the 256 meta bytes: vpshufb, not vpermilps on
 // positions shifted out of meta, because AMD Zen 1 runs variable vpermilps and vpsrlvd at a
-// fraction of vpshufb's rate (the chunk took 1.8x as long there; measured in RESULTS).
+// fraction of vpshufb's rate (the chunk took 1.6x to 2x as long there; measured in RESULTS).
 #include <array>
 
 #include "sparse24.h"
